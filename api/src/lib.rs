@@ -1,0 +1,148 @@
+//! `chat-api`: the stateless REST service. Routing, extraction and HTTP concerns only; the
+//! rules are in `chat_shared::service`.
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use chat_shared::app::Core;
+use chat_shared::config::Settings;
+use chat_shared::error::ErrorCode;
+use problem::ApiError;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Base path of every REST endpoint.
+pub const BASE: &str = "/api/v1/chat";
+
+/// What handlers share: cheap handles only.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+}
+
+/// The REST API with its health endpoints, documentation and HTTP layers.
+pub fn router(core: Core, settings: &Settings) -> Router {
+    let state = AppState { core };
+    let max_body = state.core.service.limits().max_body_bytes;
+    let api = Router::new()
+        .route(
+            "/conversations",
+            get(routes::list_conversations).post(routes::create_conversation),
+        )
+        .route("/conversations/search", get(routes::search))
+        .route(
+            "/conversations/{id}",
+            get(routes::get_conversation)
+                .patch(routes::update_conversation)
+                .delete(routes::delete_conversation),
+        )
+        .route(
+            "/conversations/{id}/messages",
+            get(routes::list_messages).post(routes::send_message),
+        )
+        .route("/conversations/{id}/read", put(routes::mark_read))
+        .route("/conversations/{id}/archive", put(routes::archive))
+        .route("/conversations/{id}/mute", put(routes::mute))
+        .route(
+            "/messages/{id}",
+            put(routes::edit_message).delete(routes::delete_message),
+        )
+        .route("/stats", get(routes::stats))
+        .merge(openapi::docs())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    Router::new()
+        .nest(BASE, api)
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+        .layer(cors(settings))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::new(ErrorCode::Internal, "internal error").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins = match settings.cors_origins() {
+        None => AllowOrigin::any(),
+        Some(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER, REQUEST_ID.clone()])
+        .max_age(Duration::from_secs(600))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    // Built here rather than from an `ApiError`: the problem document's `status` must match
+    // the HTTP status (RFC 9457), and no error code maps to 405.
+    let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    let body = problem::Problem {
+        kind: format!("urn:chat:problem:{}", ErrorCode::BadRequest.as_str()),
+        title: "Method not allowed",
+        status: status.as_u16(),
+        detail: "method not allowed here".to_owned(),
+        code: ErrorCode::BadRequest,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Liveness: the process answers.
+async fn live() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.core.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(ErrorCode::Unavailable, "database unavailable")
+    })?;
+    Ok("ready")
+}
+
+/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(chat_shared::app::shutdown_signal())
+        .await
+}

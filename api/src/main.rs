@@ -1,0 +1,21 @@
+//! `chat-api`: one replica of the stateless REST service (scaled mode).
+
+use chat_shared::app::{Core, Mode, run_cli};
+use std::net::SocketAddr;
+
+/// Default port of `chat-api`.
+const DEFAULT_PORT: u16 = 8000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(settings) = run_cli(Mode::Scaled).await? else {
+        return Ok(());
+    };
+    let core = Core::build(&settings).await?;
+    let app = chat_api::router(core, &settings);
+    let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "chat-api listening");
+    chat_api::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! `chat-gateway`: one replica of the Socket.IO gateway (scaled mode).
+
+use chat_shared::app::{Core, Mode, run_cli, shutdown_signal};
+use std::net::SocketAddr;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(settings) = run_cli(Mode::Scaled).await? else {
+        return Ok(());
+    };
+    let core = Core::build(&settings).await?;
+    let addr = SocketAddr::new(
+        settings.host,
+        settings.port.unwrap_or(chat_gateway::DEFAULT_PORT),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "chat-gateway listening");
+    axum::serve(listener, chat_gateway::router(core))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}

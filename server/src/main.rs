@@ -1,0 +1,44 @@
+//! `chat`: the embedded all-in-one server. `cargo run --release` on a fresh clone serves the
+//! REST API (and, with the gateway, Socket.IO) on one port, on SQLite, with in-process bus,
+//! cache and limits: nothing to install.
+
+use chat_shared::app::{Core, Mode, mint_token, run_cli};
+use std::net::SocketAddr;
+
+const DEFAULT_PORT: u16 = 8000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(settings) = run_cli(Mode::Embedded).await? else {
+        return Ok(());
+    };
+    let core = Core::build(&settings).await?;
+    let app = chat_api::router(core, &settings);
+    let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    // A line that works as printed: a fresh token for a demo user and the inbox endpoint.
+    let token = mint_token(
+        &settings,
+        "u_alice",
+        Some("Alice".to_owned()),
+        "user",
+        86_400,
+    )?;
+    tracing::info!(addr = %local, "chat listening (embedded: SQLite, in-process bus)");
+    // Printed, not logged: a block to copy from, whatever the log format.
+    eprintln!(
+        "\n  Chat is up on http://{host}:{port}\n  \
+         Try it:  curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/chat/conversations\n  \
+         Tokens:  cargo run --release -- token <user-id>\n  \
+         API docs: http://{host}:{port}/api/v1/chat/docs\n",
+        port = local.port()
+    );
+    chat_api::serve(listener, app).await?;
+    Ok(())
+}

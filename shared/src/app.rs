@@ -1,0 +1,216 @@
+//! Start-up shared by the binaries: telemetry, the core handles every transport needs, and
+//! the `migrate`/`token` subcommands.
+
+use crate::auth::{Claims, JwtVerifier, generate_secret, now_secs};
+use crate::config::{ConfigError, Settings, redact_url};
+use crate::ratelimit::LocalRateLimiter;
+use crate::service::ChatService;
+use crate::store::{self, Store};
+use crate::time::{Clock, SystemClock};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a binary runs: the all-in-one embedded server, or one replica of the scaled mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `chat`: may generate a development JWT secret when none is configured.
+    Embedded,
+    /// `chat-api`, `chat-gateway`: refuse to start without a configured key.
+    Scaled,
+}
+
+/// Cheap-to-clone handles shared by REST and Socket.IO.
+#[derive(Clone)]
+pub struct Core {
+    pub service: ChatService,
+    pub verifier: Arc<JwtVerifier>,
+    pub store: Arc<dyn Store>,
+}
+
+impl Core {
+    /// Connects (and migrates) the store and builds the service.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Core::build`], with an injected clock (tests move time by hand).
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let verifier = Arc::new(JwtVerifier::from_settings(settings)?);
+        let store = store::connect(&settings.database_url, settings.database_max_connections)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open database {}: {e}",
+                    redact_url(&settings.database_url)
+                )
+            })?;
+        tracing::info!(backend = store.backend(), "database ready");
+        let limits = settings.limits();
+        let limiter = Arc::new(LocalRateLimiter::new(
+            limits.rate_limit_messages,
+            limits.rate_limit_window,
+        ));
+        let service = ChatService::new(store.clone(), clock, limiter, limits);
+        Ok(Self {
+            service,
+            verifier,
+            store,
+        })
+    }
+}
+
+/// Logs to stderr, human-readable or JSON lines, filtered by `RUST_LOG` (default `info`).
+pub fn init_telemetry(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests booting several apps) keeps the first subscriber.
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Where the embedded server keeps a generated development secret: beside the SQLite file, so
+/// that `chat token …` in another terminal signs tokens the running server accepts.
+fn dev_secret_path(settings: &Settings) -> std::path::PathBuf {
+    let sqlite_file = settings
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| settings.database_url.strip_prefix("sqlite:"));
+    sqlite_file
+        .and_then(|file| Path::new(file).parent())
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("data"))
+        .join(".jwt-secret")
+}
+
+/// Makes sure a JWT key is configured. Embedded mode without one uses a generated secret
+/// (kept in `data/.jwt-secret` and announced); scaled mode refuses to start.
+pub fn ensure_jwt_key(settings: &mut Settings, mode: Mode) -> Result<(), ConfigError> {
+    if settings.jwt_secret.is_some() || settings.jwt_public_key.is_some() {
+        return Ok(());
+    }
+    if mode == Mode::Scaled {
+        return Err(ConfigError(
+            "JWT_SECRET (or JWT_PUBLIC_KEY) is required: this binary verifies the platform's \
+             tokens and will not run with a made-up key"
+                .to_owned(),
+        ));
+    }
+    let path = dev_secret_path(settings);
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 16 => s.trim().to_owned(),
+        _ => {
+            let secret = generate_secret();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ConfigError(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            std::fs::write(&path, &secret)
+                .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
+            secret
+        }
+    };
+    tracing::warn!(
+        path = %path.display(),
+        "JWT_SECRET is not set: using a generated development secret. Tokens from your \
+         platform will not verify; set JWT_SECRET to its secret."
+    );
+    settings.jwt_secret = Some(secret);
+    Ok(())
+}
+
+/// Signs a token for `user` with the configured secret.
+pub fn mint_token(
+    settings: &Settings,
+    user: &str,
+    name: Option<String>,
+    role: &str,
+    ttl_secs: u64,
+) -> anyhow::Result<String> {
+    crate::domain::UserId::parse(user, "user")?;
+    if !matches!(role, "user" | "support" | "admin") {
+        anyhow::bail!("role must be user, support or admin");
+    }
+    let verifier = JwtVerifier::from_settings(settings)?;
+    Ok(verifier.mint(&Claims {
+        sub: user.to_owned(),
+        exp: now_secs() + ttl_secs,
+        name,
+        role: Some(role.to_owned()),
+        iss: settings.jwt_issuer.clone(),
+        aud: settings.jwt_audience.clone(),
+    })?)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested, draining");
+}
+
+/// Parses the command line, sets up logging and runs `migrate` or `token`. Returns the
+/// settings when the binary should serve (no command, or `serve`).
+pub async fn run_cli(mode: Mode) -> anyhow::Result<Option<Settings>> {
+    use crate::config::{Cli, Command};
+    use clap::Parser;
+    let Cli {
+        command,
+        mut settings,
+    } = Cli::parse();
+    init_telemetry(&settings.log_format);
+    ensure_jwt_key(&mut settings, mode)?;
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => Ok(Some(settings)),
+        Command::Migrate => {
+            Core::build(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(None)
+        }
+        Command::Token {
+            user,
+            name,
+            role,
+            ttl_secs,
+        } => {
+            let token = mint_token(&settings, &user, name, &role, ttl_secs)?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Typed configuration, from command-line flags and the environment (flags win).
+//!
+//! Every value is checked at start: an invalid one stops the process with a message naming
+//! it. Secrets are never printed (`Debug` redacts them).
+
+use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Command line shared by the three binaries (`chat`, `chat-api`, `chat-gateway`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default when no command is given).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Print a signed HS256 token for USER, for trying the API by hand.
+    Token {
+        /// The user id (`sub` claim).
+        user: String,
+        /// Display name (`name` claim).
+        #[arg(long)]
+        name: Option<String>,
+        /// `user`, `support` or `admin`.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+}
+
+#[derive(Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    /// `sqlite:<path>` (embedded default) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
+    pub database_url: String,
+    /// Database connections per process.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// Redis for the event bus, presence and limits across replicas (scaled mode).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// HS256 shared secret of the rental platform's tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 or ES256 tokens (the PEM itself, or a path to it).
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
+    /// Browser origins allowed by CORS, comma-separated (`*` for any).
+    #[arg(long, env = "CLIENT_URL", default_value = "http://localhost:3000")]
+    pub client_url: String,
+
+    /// Maximum message length, characters after trimming.
+    #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+    /// Maximum REST body (and socket packet), bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Messages a user may send per window, REST and socket together.
+    #[arg(long, env = "RATE_LIMIT_MESSAGES", default_value_t = 20)]
+    pub rate_limit_messages: u32,
+    /// The rate-limit window, seconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW_SECS", default_value_t = 10)]
+    pub rate_limit_window_secs: u64,
+    /// Participants per conversation, the creator included.
+    #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = 50)]
+    pub max_participants: usize,
+    /// How long after sending a message its sender may edit or delete it, seconds.
+    #[arg(long, env = "EDIT_WINDOW_SECS", default_value_t = 24 * 3600)]
+    pub edit_window_secs: u64,
+
+    /// `text` (human) or `json` (one object per line) logs. Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Settings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("jwt_public_key", &redact(&self.jwt_public_key))
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("client_url", &self.client_url)
+            .field("limits", &self.limits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides a password in `scheme://user:password@host/…`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The contract's configurable limits, as the domain service uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub max_body_bytes: usize,
+    pub rate_limit_messages: u32,
+    pub rate_limit_window: Duration,
+    pub max_participants: usize,
+    pub edit_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_chars: 4000,
+            max_body_bytes: 64 * 1024,
+            rate_limit_messages: 20,
+            rate_limit_window: Duration::from_secs(10),
+            max_participants: 50,
+            edit_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A configuration value that cannot work; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// The limits the domain service enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_chars: self.max_message_chars,
+            max_body_bytes: self.max_body_bytes,
+            rate_limit_messages: self.rate_limit_messages,
+            rate_limit_window: Duration::from_secs(self.rate_limit_window_secs),
+            max_participants: self.max_participants,
+            edit_window: Duration::from_secs(self.edit_window_secs),
+        }
+    }
+
+    /// Checks what clap cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_owned()));
+        if self.max_message_chars == 0 {
+            return fail("MAX_MESSAGE_CHARS must be at least 1");
+        }
+        if self.max_body_bytes < 1024 {
+            return fail("MAX_BODY_BYTES must be at least 1024");
+        }
+        if self.rate_limit_messages == 0 || self.rate_limit_window_secs == 0 {
+            return fail("RATE_LIMIT_MESSAGES and RATE_LIMIT_WINDOW_SECS must be at least 1");
+        }
+        if self.max_participants < 2 {
+            return fail("MAX_PARTICIPANTS must be at least 2");
+        }
+        if self.database_max_connections == 0 {
+            return fail("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return fail("DATABASE_URL must start with sqlite: or postgres://");
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 16
+        {
+            return fail("JWT_SECRET must be at least 16 bytes");
+        }
+        Ok(())
+    }
+
+    /// CORS origins from `CLIENT_URL`; `None` means any origin.
+    pub fn cors_origins(&self) -> Option<Vec<String>> {
+        let origins: Vec<String> = self
+            .client_url
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if origins.iter().any(|o| o == "*") {
+            None
+        } else {
+            Some(origins)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://chat:s3cret@db:5432/chat"),
+            "postgres://chat:***@db:5432/chat"
+        );
+        assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cli = Cli::try_parse_from(["chat", "--max-participants", "1"]).expect("parses");
+        let err = cli.settings.validate().expect_err("rejected");
+        assert!(err.to_string().contains("MAX_PARTICIPANTS"), "{err}");
+        let cli = Cli::try_parse_from(["chat", "--database-url", "mysql://x"]).expect("parses");
+        assert!(cli.settings.validate().is_err());
+    }
+}

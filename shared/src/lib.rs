@@ -1,0 +1,13 @@
+//! The library both binaries stand on: wire types, configuration, JWT auth, the domain
+//! service with every rule of the chat, and storage.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ratelimit;
+pub mod service;
+pub mod store;
+pub mod time;
+pub mod wire;

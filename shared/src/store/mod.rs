@@ -1,0 +1,494 @@
+//! Storage: one trait, two backends.
+//!
+//! [`Store`] is the port the domain service talks to: each method is one atomic operation on
+//! the database (one statement or one transaction). Rules about *who* may do *what* live in
+//! [`crate::service`]; the store guarantees what only the database can guarantee: unique
+//! create-or-get keys, gap-free `seq`, idempotent `clientMessageId`, monotonic read positions.
+//!
+//! Both backends share the record types and their row mapping below; the schemas in
+//! `migrations/{sqlite,postgres}` keep the same columns for that reason.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use crate::time::Millis;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url `{0}` (expected sqlite:… or postgres://…)")]
+    UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// True when the database could not be reached (as opposed to a query failing).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlx(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A conversation row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub kind: String,
+    pub created_by: String,
+    pub property_id: Option<String>,
+    pub title: Option<String>,
+    /// JSON object as text.
+    pub metadata: String,
+    pub last_seq: i64,
+    pub last_message_id: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub activity_at: i64,
+    pub blocked: bool,
+    pub blocked_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One participant's state in one conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRecord {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub last_read_seq: i64,
+    pub last_read_at: Option<i64>,
+    pub archived: bool,
+    pub muted: bool,
+    pub hidden_until_seq: Option<i64>,
+    pub joined_at: i64,
+}
+
+impl ParticipantRecord {
+    /// Messages up to this seq are hidden from this participant (delete-for-me).
+    pub fn hidden_seq(&self) -> i64 {
+        self.hidden_until_seq.unwrap_or(0)
+    }
+}
+
+/// A message row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<String>,
+    /// JSON array as text.
+    pub attachments: String,
+    pub client_message_id: Option<String>,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A conversation with everything needed to show it to one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationView {
+    pub conversation: ConversationRecord,
+    /// The viewing user's own state.
+    pub me: ParticipantRecord,
+    /// Every participant (the viewer included), ordered by user id.
+    pub participants: Vec<ParticipantRecord>,
+    /// Messages after the viewer's read position that others sent and did not delete.
+    pub unread_count: i64,
+    /// The newest message, unless the viewer hid it.
+    pub last_message: Option<MessageRecord>,
+}
+
+/// What `create_conversation` writes.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub id: String,
+    pub kind: String,
+    pub created_by: String,
+    pub property_id: Option<String>,
+    pub title: Option<String>,
+    pub metadata: String,
+    pub dedupe_key: Option<String>,
+    /// Distinct, the creator included.
+    pub participants: Vec<String>,
+    pub now: Millis,
+}
+
+/// What `insert_message` writes; `seq` is assigned by the store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub conversation_id: String,
+    pub sender_id: String,
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<String>,
+    pub attachments: String,
+    pub client_message_id: Option<String>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored with the next `seq`.
+    Created(MessageRecord),
+    /// The sender already sent this `clientMessageId`: the first message, unchanged.
+    Duplicate(MessageRecord),
+    /// The conversation is blocked; nothing was written.
+    Blocked,
+}
+
+/// Filters and keyset position of an inbox page or a search.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationQuery {
+    /// `Some(true)`: only archived ones, `Some(false)`: only non-archived ones.
+    pub archived: Option<bool>,
+    pub kind: Option<String>,
+    pub property_id: Option<String>,
+    /// Search terms (already split and cleaned): every term must match the title, the
+    /// property id or metadata, a participant id, or the text of a message the user can see.
+    pub search: Vec<String>,
+    /// Keyset: only conversations ordered after `(activity_at, id)`, descending.
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// Which slice of a conversation's messages to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqRange {
+    /// Newest first, `seq < before` (`None`: from the newest).
+    Before(Option<i64>),
+    /// Oldest first, `seq > after`.
+    After(i64),
+}
+
+/// Counters behind `GET /stats`, for one user over the conversations they can see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRecord {
+    pub total: i64,
+    pub archived: i64,
+    pub unread_conversations: i64,
+    pub unread_messages: i64,
+    pub messages_sent: i64,
+    pub messages_received: i64,
+    /// (type, count) for visible conversations.
+    pub by_type: Vec<(String, i64)>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for logs and test output.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip for readiness probes.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts the conversation and its participants, or, when `dedupe_key` is already taken,
+    /// returns the id of the existing conversation. Returns `(id, created)`.
+    async fn create_conversation(&self, new: &NewConversation) -> StoreResult<(String, bool)>;
+
+    /// The conversation as `user` sees it; `None` when it does not exist or `user` is not a
+    /// participant.
+    async fn conversation(&self, user: &str, id: &str) -> StoreResult<Option<ConversationView>>;
+
+    /// Conversations of `user` not hidden by delete-for-me, most recent activity first.
+    async fn list_conversations(
+        &self,
+        user: &str,
+        query: &ConversationQuery,
+    ) -> StoreResult<Vec<ConversationView>>;
+
+    /// Every participant of a conversation, ordered by user id.
+    async fn participants(&self, conversation_id: &str) -> StoreResult<Vec<ParticipantRecord>>;
+
+    /// In one transaction: takes the next `seq`, inserts the message, moves the conversation's
+    /// last message and activity, and moves the sender's read position to the new message.
+    /// A `(sender, clientMessageId)` already stored answers `Duplicate` with the first message.
+    async fn insert_message(&self, new: &NewMessage) -> StoreResult<InsertOutcome>;
+
+    async fn message(&self, id: &str) -> StoreResult<Option<MessageRecord>>;
+
+    async fn message_by_client_id(
+        &self,
+        sender: &str,
+        client_message_id: &str,
+    ) -> StoreResult<Option<MessageRecord>>;
+
+    /// Messages with `seq > hidden_until`, in the range's order, at most `limit`.
+    async fn list_messages(
+        &self,
+        conversation_id: &str,
+        hidden_until: i64,
+        range: SeqRange,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>>;
+
+    /// Moves `user`'s read position forward to `min(up_to, last_seq)` (everything when `None`);
+    /// never backwards. Returns the new position, its time and the remaining unread count.
+    async fn mark_read(
+        &self,
+        conversation_id: &str,
+        user: &str,
+        up_to: Option<i64>,
+        now: Millis,
+    ) -> StoreResult<(i64, i64, i64)>;
+
+    /// Sets the per-user archived and/or muted flags.
+    async fn set_flags(
+        &self,
+        conversation_id: &str,
+        user: &str,
+        archived: Option<bool>,
+        muted: Option<bool>,
+    ) -> StoreResult<()>;
+
+    /// Delete-for-me: hides every message up to the current `last_seq` and marks them read.
+    async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()>;
+
+    /// Renames and/or blocks (`Some((true, by))`) or unblocks (`Some((false, by))`).
+    async fn update_conversation(
+        &self,
+        id: &str,
+        title: Option<&str>,
+        blocked: Option<(bool, &str)>,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Replaces the content and sets `edited_at`; `None` if no such (undeleted) message.
+    async fn edit_message(
+        &self,
+        id: &str,
+        content: &str,
+        now: Millis,
+    ) -> StoreResult<Option<MessageRecord>>;
+
+    /// Blanks content and attachments and sets `deleted_at` (kept if already deleted).
+    async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>>;
+
+    /// Unread messages of `user` over all conversations they can see.
+    async fn unread_total(&self, user: &str) -> StoreResult<i64>;
+
+    async fn stats(&self, user: &str) -> StoreResult<StatsRecord>;
+}
+
+/// Opens the store named by `url`: `sqlite:…` or `postgres://…`, migrated.
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+// Row mapping, shared by both backends: the schemas keep the same column names and types
+// (text, 64-bit integers, booleans), so one generic function per record fits both.
+
+impl ConversationRecord {
+    pub(crate) fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id: row.try_get("id")?,
+            kind: row.try_get("type")?,
+            created_by: row.try_get("created_by")?,
+            property_id: row.try_get("property_id")?,
+            title: row.try_get("title")?,
+            metadata: row.try_get("metadata")?,
+            last_seq: row.try_get("last_seq")?,
+            last_message_id: row.try_get("last_message_id")?,
+            last_message_at: row.try_get("last_message_at")?,
+            activity_at: row.try_get("activity_at")?,
+            blocked: row.try_get("blocked")?,
+            blocked_by: row.try_get("blocked_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+impl ParticipantRecord {
+    pub(crate) fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            conversation_id: row.try_get("conversation_id")?,
+            user_id: row.try_get("user_id")?,
+            role: row.try_get("role")?,
+            last_read_seq: row.try_get("last_read_seq")?,
+            last_read_at: row.try_get("last_read_at")?,
+            archived: row.try_get("archived")?,
+            muted: row.try_get("muted")?,
+            hidden_until_seq: row.try_get("hidden_until_seq")?,
+            joined_at: row.try_get("joined_at")?,
+        })
+    }
+}
+
+impl MessageRecord {
+    pub(crate) fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id: row.try_get("id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            seq: row.try_get("seq")?,
+            sender_id: row.try_get("sender_id")?,
+            kind: row.try_get("type")?,
+            content: row.try_get("content")?,
+            reply_to: row.try_get("reply_to")?,
+            attachments: row.try_get("attachments")?,
+            client_message_id: row.try_get("client_message_id")?,
+            edited_at: row.try_get("edited_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// Assembles views from the rows of a batch: conversations (with the viewer's unread count),
+/// all their participants, and their last messages. Shared by both backends.
+pub(crate) fn assemble_views(
+    user: &str,
+    conversations: Vec<(ConversationRecord, i64)>,
+    participants: Vec<ParticipantRecord>,
+    last_messages: Vec<MessageRecord>,
+) -> Vec<ConversationView> {
+    conversations
+        .into_iter()
+        .filter_map(|(conversation, unread_count)| {
+            let members: Vec<ParticipantRecord> = participants
+                .iter()
+                .filter(|p| p.conversation_id == conversation.id)
+                .cloned()
+                .collect();
+            // A conversation whose viewer is not among its participants cannot be shown.
+            let me = members.iter().find(|p| p.user_id == user)?.clone();
+            let last_message = last_messages
+                .iter()
+                .find(|m| Some(&m.id) == conversation.last_message_id.as_ref())
+                .filter(|m| m.seq > me.hidden_seq())
+                .cloned();
+            Some(ConversationView {
+                conversation,
+                me,
+                participants: members,
+                unread_count,
+                last_message,
+            })
+        })
+        .collect()
+}
+
+/// Builds a migrator from migrations compiled into the binary, so a container needs no
+/// `migrations/` folder at run time. `files` is `(version, description, sql)`.
+pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Column lists shared by both backends' queries (`c` is conversations, `m` messages).
+macro_rules! conversation_columns {
+    () => {
+        "c.id, c.type, c.created_by, c.property_id, c.title, c.metadata, c.last_seq, \
+         c.last_message_id, c.last_message_at, c.activity_at, c.blocked, c.blocked_by, \
+         c.created_at, c.updated_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "m.id, m.conversation_id, m.seq, m.sender_id, m.type, m.content, m.reply_to, \
+         m.attachments, m.client_message_id, m.edited_at, m.deleted_at, m.created_at"
+    };
+}
+/// The unread count of participant `p` in conversation `c`: messages after the read position
+/// that others sent and did not delete (hidden ones are at or below the read position).
+macro_rules! unread_count_of_p {
+    () => {
+        "(select count(*) from messages u where u.conversation_id = p.conversation_id \
+          and u.seq > p.last_read_seq and u.sender_id <> p.user_id and u.deleted_at is null)"
+    };
+}
+/// The participant `p` has not hidden conversation `c` (or a newer message brought it back).
+macro_rules! visible_to_p {
+    () => {
+        "(p.hidden_until_seq is null or c.last_seq > p.hidden_until_seq)"
+    };
+}
+pub(crate) use {conversation_columns, message_columns, unread_count_of_p, visible_to_p};
+
+/// Folds per-conversation rows `(type, archived, unread)` into stats.
+pub(crate) fn fold_stats(
+    rows: impl IntoIterator<Item = (String, bool, i64)>,
+    messages_sent: i64,
+    messages_received: i64,
+) -> StatsRecord {
+    let mut stats = StatsRecord {
+        messages_sent,
+        messages_received,
+        ..StatsRecord::default()
+    };
+    for (kind, archived, unread) in rows {
+        stats.total += 1;
+        stats.archived += i64::from(archived);
+        stats.unread_conversations += i64::from(unread > 0);
+        stats.unread_messages += unread;
+        match stats.by_type.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => stats.by_type.push((kind, 1)),
+        }
+    }
+    stats
+}

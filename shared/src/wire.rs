@@ -1,0 +1,315 @@
+//! Types that cross the wire, exactly as `CONTRACT.md` spells them (camelCase JSON).
+//!
+//! Requests are deserialized leniently (unknown fields ignored) and then parsed into domain
+//! values by the service; responses are built by the service from storage records.
+
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationType {
+    PropertyInquiry,
+    General,
+    Support,
+}
+
+impl ConversationType {
+    pub const ALL: [Self; 3] = [Self::PropertyInquiry, Self::General, Self::Support];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PropertyInquiry => "property_inquiry",
+            Self::General => "general",
+            Self::Support => "support",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "property_inquiry" => Self::PropertyInquiry,
+            "support" => Self::Support,
+            _ => Self::General,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Active,
+    Archived,
+    Blocked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    Text,
+    Image,
+    File,
+    System,
+    PropertyShare,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::File => "file",
+            Self::System => "system",
+            Self::PropertyShare => "property_share",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "image" => Self::Image,
+            "file" => Self::File,
+            "system" => Self::System,
+            "property_share" => Self::PropertyShare,
+            _ => Self::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Sent,
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentType {
+    Image,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(rename = "type")]
+    pub kind: AttachmentType,
+    /// An `https://` URL, at most 2048 characters.
+    pub url: String,
+    pub filename: String,
+    /// Size in bytes.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt {
+    pub user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub read_at: Millis,
+}
+
+/// A message, the same for every participant who may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    /// The other participant in a two-person conversation, `null` otherwise.
+    pub recipient_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub content: String,
+    /// `read` once every other participant has read it, `sent` before.
+    pub status: MessageStatus,
+    pub read_by: Vec<ReadReceipt>,
+    pub reply_to: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub client_message_id: Option<String>,
+    pub is_edited: bool,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub edited_at: Option<Millis>,
+    pub is_deleted: bool,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deleted_at: Option<Millis>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+}
+
+/// The last message of a conversation, as shown in an inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePreview {
+    pub id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub content: String,
+    pub is_deleted: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+}
+
+/// A conversation as the calling user sees it: `unreadCount`, `archived` and `muted` are theirs.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversationType,
+    /// `blocked` when nobody can send; otherwise `archived` when the caller archived it.
+    pub status: ConversationStatus,
+    pub participants: Vec<String>,
+    pub created_by: String,
+    pub property_id: Option<String>,
+    pub title: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub last_message: Option<MessagePreview>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_message_at: Option<Millis>,
+    pub last_seq: i64,
+    pub unread_count: i64,
+    pub archived: bool,
+    pub muted: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+}
+
+/// A page of results. `nextCursor` is `null` when nothing more is there.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversationRequest {
+    /// The other participants; the caller is always added.
+    pub participant_ids: Vec<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<ConversationType>,
+    #[serde(default)]
+    pub property_id: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Sent as the caller's first message; also sent when an existing conversation is returned.
+    #[serde(default)]
+    pub initial_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageRequest {
+    /// 1 to 4000 characters after trimming; may be empty for `image`/`file` with attachments.
+    #[serde(default)]
+    pub content: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<MessageType>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub attachments: Option<Vec<Attachment>>,
+    #[serde(default)]
+    pub client_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkReadRequest {
+    /// Read up to and including this `seq`; default: everything.
+    #[serde(default)]
+    pub up_to_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadState {
+    pub conversation_id: String,
+    pub last_read_seq: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub read_at: Millis,
+    pub unread_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveRequest {
+    /// Default `true`.
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteRequest {
+    /// Default `true`.
+    #[serde(default)]
+    pub muted: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateConversationRequest {
+    /// New title (1 to 200 characters).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Block (`true`) or unblock (`false`): while blocked nobody can send.
+    #[serde(default)]
+    pub blocked: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditMessageRequest {
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub total_conversations: i64,
+    pub active_conversations: i64,
+    pub archived_conversations: i64,
+    pub unread_conversations: i64,
+    pub unread_messages: i64,
+    pub messages_sent: i64,
+    pub messages_received: i64,
+    pub property_inquiries: i64,
+    /// Visible conversations per type; every type is present.
+    pub by_type: BTreeMap<String, i64>,
+}
+
+/// `messages_read` event payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesRead {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub last_read_seq: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub read_at: Millis,
+}
+
+/// `unread_count_updated` event payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadCountUpdated {
+    pub conversation_id: String,
+    pub unread_count: i64,
+    pub total_unread: i64,
+}

@@ -1,0 +1,345 @@
+//! `TestApp`: the REST API (the same router `chat-api` and `chat` serve) on an ephemeral
+//! port, with a fresh database, an injected clock and a client per user.
+
+use crate::db::{Backend, TestDb, fresh_db};
+use chat_shared::app::Core;
+use chat_shared::auth::{Claims, JwtVerifier, now_secs};
+use chat_shared::config::{Cli, Settings};
+use chat_shared::time::ManualClock;
+use clap::Parser;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`
+    pub origin: String,
+    /// `<origin>/api/v1/chat`
+    pub base: String,
+    pub backend: Backend,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    verifier: Arc<JwtVerifier>,
+    _db: TestDb,
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// The problem document's `code`, when this is an error.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts a problem document with this status and code, and returns its `detail`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "status of {:?}", self.body);
+        assert_eq!(self.code(), code, "code of {:?}", self.body);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], json!(status));
+        assert!(self.body["title"].is_string() && self.body["type"].is_string());
+        self.body["detail"].as_str().unwrap_or("").to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+impl TestApp {
+    /// Boots the API on `backend` with test defaults (a rate limit high enough not to matter).
+    /// `None` when the backend is not available (the reason has been printed).
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// As [`TestApp::spawn`], with extra command-line flags (e.g. `--rate-limit-messages 3`).
+    pub async fn spawn_with(backend: Backend, flags: &[&str]) -> Option<Self> {
+        let db = fresh_db(backend).await?;
+        let mut args = vec![
+            "chat",
+            "--database-url",
+            &db.url,
+            "--jwt-secret",
+            SECRET,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--database-max-connections",
+            "5",
+        ];
+        // A rate limit high enough not to matter, unless the test sets its own (clap refuses
+        // a flag given twice).
+        if !flags.contains(&"--rate-limit-messages") {
+            args.extend_from_slice(&["--rate-limit-messages", "100000"]);
+        }
+        args.extend_from_slice(flags);
+        let settings: Settings = Cli::try_parse_from(args)
+            .expect("test flags parse")
+            .settings;
+        let clock = ManualClock::default();
+        let core = Core::build_with_clock(&settings, Arc::new(clock.clone()))
+            .await
+            .expect("core builds");
+        let verifier = core.verifier.clone();
+        let app = chat_api::router(core, &settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            axum_serve(listener, app).await;
+        });
+        let origin = format!("http://{addr}");
+        eprintln!("[{}] TestApp at {origin}", backend.name());
+        Some(Self {
+            base: format!("{origin}{}", chat_api::BASE),
+            origin,
+            backend,
+            clock,
+            http: reqwest::Client::new(),
+            verifier,
+            _db: db,
+        })
+    }
+
+    /// A valid token for `user` (role `user`).
+    pub fn token(&self, user: &str) -> String {
+        self.token_with(user, None, 3600)
+    }
+
+    pub fn token_with(&self, user: &str, role: Option<&str>, ttl_secs: i64) -> String {
+        self.verifier
+            .mint(&Claims {
+                sub: user.to_owned(),
+                exp: now_secs().saturating_add_signed(ttl_secs),
+                name: None,
+                role: role.map(str::to_owned),
+                iss: None,
+                aud: None,
+            })
+            .expect("mint")
+    }
+
+    /// A client acting as `user`.
+    pub fn user(&self, user: &str) -> UserClient<'_> {
+        UserClient {
+            app: self,
+            token: Some(self.token(user)),
+            id: user.to_owned(),
+        }
+    }
+
+    /// A client sending this exact `Authorization` token (or none).
+    pub fn raw(&self, token: Option<String>) -> UserClient<'_> {
+        UserClient {
+            app: self,
+            token,
+            id: String::new(),
+        }
+    }
+
+    /// A request to a path under the API base, answered as a [`TestResponse`].
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<RequestBody>,
+    ) -> TestResponse {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = self.http.request(method, url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req = match body {
+            Some(RequestBody::Json(v)) => req.json(&v),
+            Some(RequestBody::Raw(bytes)) => {
+                req.header("content-type", "application/json").body(bytes)
+            }
+            None => req,
+        };
+        let res = req.send().await.expect("request reaches the server");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("test server stopped: {e}");
+    }
+}
+
+pub enum RequestBody {
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+/// One method per endpoint of the contract, as one user.
+pub struct UserClient<'a> {
+    pub app: &'a TestApp,
+    pub token: Option<String>,
+    pub id: String,
+}
+
+impl UserClient<'_> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        self.app
+            .request(
+                method,
+                path,
+                self.token.as_deref(),
+                body.map(RequestBody::Json),
+            )
+            .await
+    }
+
+    pub async fn call_raw(&self, method: Method, path: &str, body: Vec<u8>) -> TestResponse {
+        self.app
+            .request(
+                method,
+                path,
+                self.token.as_deref(),
+                Some(RequestBody::Raw(body)),
+            )
+            .await
+    }
+
+    pub async fn list_conversations(&self, query: &str) -> TestResponse {
+        self.call(Method::GET, &format!("/conversations{query}"), None)
+            .await
+    }
+
+    pub async fn create_conversation(&self, body: Value) -> TestResponse {
+        self.call(Method::POST, "/conversations", Some(body)).await
+    }
+
+    /// Creates a two-person general conversation with `other` and returns its id.
+    pub async fn conversation_with(&self, other: &str) -> String {
+        let res = self
+            .create_conversation(json!({ "participantIds": [other] }))
+            .await;
+        assert!(res.status.is_success(), "create: {}", res.body);
+        res.body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn get_conversation(&self, id: &str) -> TestResponse {
+        self.call(Method::GET, &format!("/conversations/{id}"), None)
+            .await
+    }
+
+    pub async fn update_conversation(&self, id: &str, body: Value) -> TestResponse {
+        self.call(Method::PATCH, &format!("/conversations/{id}"), Some(body))
+            .await
+    }
+
+    pub async fn delete_conversation(&self, id: &str) -> TestResponse {
+        self.call(Method::DELETE, &format!("/conversations/{id}"), None)
+            .await
+    }
+
+    pub async fn list_messages(&self, id: &str, query: &str) -> TestResponse {
+        self.call(
+            Method::GET,
+            &format!("/conversations/{id}/messages{query}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn send(&self, id: &str, body: Value) -> TestResponse {
+        self.call(
+            Method::POST,
+            &format!("/conversations/{id}/messages"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Sends a text message and returns it (asserting success).
+    pub async fn say(&self, id: &str, text: &str) -> Value {
+        let res = self.send(id, json!({ "content": text })).await;
+        assert_eq!(res.status, StatusCode::CREATED, "send: {}", res.body);
+        res.body
+    }
+
+    pub async fn mark_read(&self, id: &str, body: Value) -> TestResponse {
+        self.call(
+            Method::PUT,
+            &format!("/conversations/{id}/read"),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn archive(&self, id: &str, body: Value) -> TestResponse {
+        self.call(
+            Method::PUT,
+            &format!("/conversations/{id}/archive"),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn mute(&self, id: &str, body: Value) -> TestResponse {
+        self.call(
+            Method::PUT,
+            &format!("/conversations/{id}/mute"),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn edit_message(&self, id: &str, body: Value) -> TestResponse {
+        self.call(Method::PUT, &format!("/messages/{id}"), Some(body))
+            .await
+    }
+
+    pub async fn delete_message(&self, id: &str) -> TestResponse {
+        self.call(Method::DELETE, &format!("/messages/{id}"), None)
+            .await
+    }
+
+    pub async fn search(&self, query: &str) -> TestResponse {
+        self.call(Method::GET, &format!("/conversations/search{query}"), None)
+            .await
+    }
+
+    pub async fn stats(&self) -> TestResponse {
+        self.call(Method::GET, "/stats", None).await
+    }
+}
