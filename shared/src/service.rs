@@ -450,20 +450,17 @@ impl ChatService {
         }
         let participants = self.participants_for(caller, conversation_id).await?;
         member(&participants, caller)?;
-        let (last_read_seq, read_at, unread_count) = self
+        let now = self.clock.now();
+        let read = self
             .store
-            .mark_read(
-                conversation_id,
-                caller.id.as_str(),
-                up_to_seq,
-                self.clock.now(),
-            )
+            .mark_read(conversation_id, caller.id.as_str(), up_to_seq, now)
             .await?;
         Ok(ReadState {
             conversation_id: conversation_id.to_owned(),
-            last_read_seq,
-            read_at: Millis(read_at),
-            unread_count,
+            last_read_seq: read.last_read_seq,
+            // Never read anything yet (position 0): there is no earlier read time to report.
+            read_at: read.last_read_at.map_or(now, Millis),
+            unread_count: read.unread_count,
         })
     }
 

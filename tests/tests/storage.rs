@@ -699,8 +699,25 @@ async fn list_messages_pages_in_both_directions(store: Arc<dyn Store>) {
 // ---------------------------------------------------------------------------------------------
 // Read positions, delete-for-me
 
+/// `(position, read time, unread, moved)` of one `mark_read` call.
+async fn read(
+    store: &Arc<dyn Store>,
+    id: &str,
+    user: &str,
+    up_to: Option<i64>,
+    at: i64,
+) -> (i64, Option<i64>, i64, bool) {
+    let r = store.mark_read(id, user, up_to, Millis(at)).await.unwrap();
+    (r.last_read_seq, r.last_read_at, r.unread_count, r.moved)
+}
+
 async fn mark_read_moves_forward_only_and_caps_at_last_seq(store: Arc<dyn Store>) {
     let id = general(&store, "alice", &["bob"], 1_000).await;
+    // Nothing to read yet: the position stays at 0 and no read time is invented.
+    assert_eq!(
+        read(&store, &id, "alice", None, 1_500).await,
+        (0, None, 0, false)
+    );
     for i in 0..5 {
         send(&store, &id, "bob", "m", 1_000 + i).await;
     }
@@ -714,11 +731,8 @@ async fn mark_read_moves_forward_only_and_caps_at_last_seq(store: Arc<dyn Store>
     assert_eq!(view(&store, "bob", &id).await.unread_count, 0);
 
     assert_eq!(
-        store
-            .mark_read(&id, "alice", Some(3), Millis(2_000))
-            .await
-            .unwrap(),
-        (3, 2_000, 2)
+        read(&store, &id, "alice", Some(3), 2_000).await,
+        (3, Some(2_000), 2, true)
     );
     let v = view(&store, "alice", &id).await;
     assert_eq!(
@@ -726,39 +740,40 @@ async fn mark_read_moves_forward_only_and_caps_at_last_seq(store: Arc<dyn Store>
         (3, Some(2_000), 2)
     );
 
-    // Never backwards.
-    let (position, _, unread) = store
-        .mark_read(&id, "alice", Some(1), Millis(3_000))
-        .await
-        .unwrap();
-    assert_eq!((position, unread), (3, 2));
-    let (position, _, unread) = store
-        .mark_read(&id, "alice", Some(0), Millis(3_000))
-        .await
-        .unwrap();
-    assert_eq!((position, unread), (3, 2));
-    assert_eq!(view(&store, "alice", &id).await.me.last_read_seq, 3);
+    // Never backwards, and a call that doesn't move the position keeps its read time.
+    assert_eq!(
+        read(&store, &id, "alice", Some(1), 3_000).await,
+        (3, Some(2_000), 2, false)
+    );
+    assert_eq!(
+        read(&store, &id, "alice", Some(0), 3_000).await,
+        (3, Some(2_000), 2, false)
+    );
+    assert_eq!(
+        read(&store, &id, "alice", Some(3), 3_000).await,
+        (3, Some(2_000), 2, false)
+    );
+    let v = view(&store, "alice", &id).await;
+    assert_eq!((v.me.last_read_seq, v.me.last_read_at), (3, Some(2_000)));
 
     // Capped at the last message.
     assert_eq!(
-        store
-            .mark_read(&id, "alice", Some(100), Millis(4_000))
-            .await
-            .unwrap(),
-        (5, 4_000, 0)
+        read(&store, &id, "alice", Some(100), 4_000).await,
+        (5, Some(4_000), 0, true)
     );
     assert_eq!(view(&store, "alice", &id).await.me.last_read_seq, 5);
+    assert_eq!(
+        read(&store, &id, "alice", Some(100), 4_500).await,
+        (5, Some(4_000), 0, false)
+    );
 
     // `None`: everything.
     send(&store, &id, "bob", "m6", 5_000).await;
     send(&store, &id, "bob", "m7", 5_001).await;
     assert_eq!(view(&store, "alice", &id).await.unread_count, 2);
     assert_eq!(
-        store
-            .mark_read(&id, "alice", None, Millis(6_000))
-            .await
-            .unwrap(),
-        (7, 6_000, 0)
+        read(&store, &id, "alice", None, 6_000).await,
+        (7, Some(6_000), 0, true)
     );
 
     // Deleted messages don't count as unread.
@@ -769,11 +784,8 @@ async fn mark_read_moves_forward_only_and_caps_at_last_seq(store: Arc<dyn Store>
     assert_eq!(view(&store, "alice", &id).await.unread_count, 2);
     assert_eq!(store.unread_total("alice").await.unwrap(), 2);
     assert_eq!(
-        store
-            .mark_read(&id, "alice", Some(8), Millis(8_000))
-            .await
-            .unwrap(),
-        (8, 8_000, 1)
+        read(&store, &id, "alice", Some(8), 8_000).await,
+        (8, Some(8_000), 1, true)
     );
 
     // Only others' messages count: alice's own message moves her position and is never unread
@@ -1070,6 +1082,34 @@ async fn search_matches_title_metadata_participants_and_visible_text(store: Arc<
     ] {
         assert!(search(&store, "alice", terms).await.is_empty(), "{terms:?}");
     }
+    // Words joined by punctuation (addresses, file names, decimals) are found by each part and
+    // as typed, the same on both backends.
+    let tokens = general(&store, "alice", &["dora"], 1_000).await;
+    send(
+        &store,
+        &tokens,
+        "dora",
+        "Mail dora.smith@example.org the lease-v2.pdf, rent 1250.50",
+        2_000,
+    )
+    .await;
+    for terms in [
+        &["dora.smith@example.org"][..],
+        &["smith"],
+        &["example"],
+        &["lease-v2.pdf"],
+        &["lease"],
+        &["pdf"],
+        &["1250.50"],
+        &["1250"],
+    ] {
+        assert_eq!(
+            search(&store, "alice", terms).await,
+            set(&[&tokens]),
+            "{terms:?}"
+        );
+    }
+
     // Only text the user can see: not hidden (delete-for-me) nor deleted, and the current text.
     assert!(search(&store, "alice", &["secretword"]).await.is_empty());
     assert_eq!(
@@ -1378,7 +1418,24 @@ async fn databases_are_isolated_and_reconnecting_keeps_data(db: &TestDb) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, 1);
+        let files = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migrations/postgres"
+        ))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "sql")
+        })
+        .count();
+        assert_eq!(
+            applied,
+            i64::try_from(files).unwrap(),
+            "every migration applied"
+        );
         pool.close().await;
         assert_ne!(sibling.schema(), db.schema());
     }

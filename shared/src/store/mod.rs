@@ -88,6 +88,19 @@ impl ParticipantRecord {
     }
 }
 
+/// The result of moving a read position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The position after the call.
+    pub last_read_seq: i64,
+    /// When the position last moved; `None` while the participant has never read anything.
+    pub last_read_at: Option<i64>,
+    /// Messages from others after the position.
+    pub unread_count: i64,
+    /// Whether this call moved the position (a repeated or backwards read does not).
+    pub moved: bool,
+}
+
 /// A message row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
@@ -245,14 +258,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<MessageRecord>>;
 
     /// Moves `user`'s read position forward to `min(up_to, last_seq)` (everything when `None`);
-    /// never backwards. Returns the new position, its time and the remaining unread count.
+    /// never backwards. The read time changes only when the position moves.
     async fn mark_read(
         &self,
         conversation_id: &str,
         user: &str,
         up_to: Option<i64>,
         now: Millis,
-    ) -> StoreResult<(i64, i64, i64)>;
+    ) -> StoreResult<ReadOutcome>;
 
     /// Sets the per-user archived and/or muted flags.
     async fn set_flags(

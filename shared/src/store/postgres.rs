@@ -6,9 +6,9 @@
 use super::sqlite::like_pattern;
 use super::{
     ConversationQuery, ConversationRecord, ConversationView, InsertOutcome, MessageRecord,
-    NewConversation, NewMessage, ParticipantRecord, SeqRange, StatsRecord, Store, StoreResult,
-    assemble_views, conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p,
-    visible_to_p,
+    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange, StatsRecord, Store,
+    StoreResult, assemble_views, conversation_columns, fold_stats, message_columns, migrator,
+    unread_count_of_p, visible_to_p,
 };
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -16,11 +16,18 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "message search tokens",
+        include_str!("../../../migrations/postgres/0002_message_search_tokens.sql"),
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -413,12 +420,21 @@ impl Store for PostgresStore {
         user: &str,
         up_to: Option<i64>,
         now: Millis,
-    ) -> StoreResult<(i64, i64, i64)> {
+    ) -> StoreResult<ReadOutcome> {
         let mut tx = self.pool.begin().await?;
+        let before: i64 = sqlx::query_scalar(
+            "select last_read_seq from participants where conversation_id = $1 and user_id = $2 for update",
+        )
+        .bind(conversation_id)
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
             "update participants as p set \
                last_read_seq = greatest(p.last_read_seq, least(coalesce($3::bigint, c.last_seq), c.last_seq)), \
-               last_read_at = $4 \
+               last_read_at = case \
+                 when least(coalesce($3::bigint, c.last_seq), c.last_seq) > p.last_read_seq then $4 \
+                 else p.last_read_at end \
              from conversations c where c.id = p.conversation_id \
                and p.conversation_id = $1 and p.user_id = $2",
         )
@@ -439,11 +455,13 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((
-            row.try_get("last_read_seq")?,
-            row.try_get("last_read_at")?,
-            row.try_get("unread_count")?,
-        ))
+        let last_read_seq: i64 = row.try_get("last_read_seq")?;
+        Ok(ReadOutcome {
+            last_read_seq,
+            last_read_at: row.try_get("last_read_at")?,
+            unread_count: row.try_get("unread_count")?,
+            moved: last_read_seq > before,
+        })
     }
 
     async fn set_flags(

@@ -7,9 +7,9 @@
 
 use super::{
     ConversationQuery, ConversationRecord, ConversationView, InsertOutcome, MessageRecord,
-    NewConversation, NewMessage, ParticipantRecord, SeqRange, StatsRecord, Store, StoreResult,
-    assemble_views, conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p,
-    visible_to_p,
+    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange, StatsRecord, Store,
+    StoreResult, assemble_views, conversation_columns, fold_stats, message_columns, migrator,
+    unread_count_of_p, visible_to_p,
 };
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -435,12 +435,21 @@ impl Store for SqliteStore {
         user: &str,
         up_to: Option<i64>,
         now: Millis,
-    ) -> StoreResult<(i64, i64, i64)> {
+    ) -> StoreResult<ReadOutcome> {
         let mut tx = self.writer.begin().await?;
+        let before: i64 = sqlx::query_scalar(
+            "select last_read_seq from participants where conversation_id = $1 and user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
             "update participants as p set \
                last_read_seq = max(p.last_read_seq, min(coalesce($3, c.last_seq), c.last_seq)), \
-               last_read_at = $4 \
+               last_read_at = case \
+                 when min(coalesce($3, c.last_seq), c.last_seq) > p.last_read_seq then $4 \
+                 else p.last_read_at end \
              from conversations c where c.id = p.conversation_id \
                and p.conversation_id = $1 and p.user_id = $2",
         )
@@ -463,11 +472,13 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((
-            row.try_get("last_read_seq")?,
-            row.try_get("last_read_at")?,
-            row.try_get("unread_count")?,
-        ))
+        let last_read_seq: i64 = row.try_get("last_read_seq")?;
+        Ok(ReadOutcome {
+            last_read_seq,
+            last_read_at: row.try_get("last_read_at")?,
+            unread_count: row.try_get("unread_count")?,
+            moved: last_read_seq > before,
+        })
     }
 
     async fn set_flags(
