@@ -89,18 +89,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ChatError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ChatError::bad_request(format!("body: not valid JSON ({e})")))?;
-    if !value.is_object() {
-        return Err(ChatError::bad_request("body: must be a JSON object"));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." {
-            ChatError::bad_request(inner)
-        } else {
-            ChatError::bad_request(format!("{path}: {inner}"))
-        }
-    })
+    chat_shared::wire::from_object(value, "body")
 }
 
 /// Query parameters; a missing or ill-typed value is `bad_request` naming the parameter.

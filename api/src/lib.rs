@@ -8,18 +8,14 @@ pub mod routes;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use chat_shared::app::Core;
 use chat_shared::config::Settings;
 use chat_shared::error::ErrorCode;
+use chat_shared::http::with_http_layers;
 use problem::ApiError;
-use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// Base path of every REST endpoint.
 pub const BASE: &str = "/api/v1/chat";
@@ -32,6 +28,12 @@ pub struct AppState {
 
 /// The REST API with its health endpoints, documentation and HTTP layers.
 pub fn router(core: Core, settings: &Settings) -> Router {
+    router_with(core, settings, Router::new())
+}
+
+/// [`router`] with `extra` routes (the embedded server's Socket.IO endpoint) inside the same
+/// HTTP layers.
+pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
     let state = AppState { core };
     let max_body = state.core.service.limits().max_body_bytes;
     let api = Router::new()
@@ -62,45 +64,13 @@ pub fn router(core: Core, settings: &Settings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
 
-    Router::new()
+    let routes = Router::new()
         .nest(BASE, api)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
-        .layer(cors(settings))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            ApiError::new(ErrorCode::Internal, "internal error").into_response()
-        }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-}
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-fn cors(settings: &Settings) -> CorsLayer {
-    let origins = match settings.cors_origins() {
-        None => AllowOrigin::any(),
-        Some(list) => AllowOrigin::list(
-            list.iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect::<Vec<_>>(),
-        ),
-    };
-    CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .expose_headers([header::RETRY_AFTER, REQUEST_ID.clone()])
-        .max_age(Duration::from_secs(600))
+        .with_state(state);
+    with_http_layers(routes.merge(extra), settings)
 }
 
 async fn not_found() -> ApiError {

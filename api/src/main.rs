@@ -12,6 +12,11 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let core = Core::build(&settings).await?;
+    if settings.redis_url.is_none() {
+        tracing::warn!(
+            "REDIS_URL is not set: changes made through this API are not pushed to any gateway"
+        );
+    }
     let app = chat_api::router(core, &settings);
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = tokio::net::TcpListener::bind(addr).await?;

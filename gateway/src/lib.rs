@@ -1,27 +1,212 @@
-//! `chat-gateway`: the Socket.IO gateway. Its events arrive with the realtime issue; for now
-//! it serves its health endpoints so that deployments and probes can be wired.
+//! `chat-gateway`: the Socket.IO side of the chat (socketioxide on axum).
+//!
+//! - [`auth`]: the handshake is authenticated before any handler runs;
+//! - [`handlers`]: the client events of the contract, each calling the same domain service as
+//!   REST, each answered with an acknowledgement;
+//! - [`delivery`]: events from the bus to the rooms of this replica's sockets;
+//! - [`presence`], [`typing`]: who is online, who is typing.
+//!
+//! Rooms: every socket is in `u:<userId>` (all of a user's events go there, so each socket
+//! gets each event once) and in `c:<conversationId>` for each conversation it joined (typing).
+
+pub mod auth;
+pub mod delivery;
+pub mod handlers;
+pub mod presence;
+pub mod typing;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chat_shared::app::Core;
+use chat_shared::config::Settings;
+use chat_shared::events::{Audience, Event, names};
+use chat_shared::time::Millis;
+use chat_shared::wire::UserStatusChange;
+use presence::{LocalPresence, Presence, RedisPresence};
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+use std::sync::Arc;
+use std::time::Duration;
+use typing::Typing;
 
 /// Default port of `chat-gateway`.
 pub const DEFAULT_PORT: u16 = 8001;
 
-/// The gateway's HTTP surface.
-pub fn router(core: Core) -> Router {
-    Router::new()
-        .route("/health/live", get(|| async { "ok" }))
-        .route("/health/ready", get(ready))
-        .with_state(core)
+/// Where Socket.IO is served (socket.io-client's default `path`).
+pub const SOCKET_PATH: &str = "/socket.io/";
+
+/// The room of every socket of one user.
+pub fn user_room(user: &str) -> String {
+    format!("u:{user}")
 }
 
-async fn ready(State(core): State<Core>) -> Result<&'static str, StatusCode> {
-    core.store
-        .ping()
-        .await
-        .map(|()| "ready")
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
+/// The room of the sockets that joined one conversation.
+pub fn conversation_room(conversation: &str) -> String {
+    format!("c:{conversation}")
+}
+
+/// What the socket handlers share.
+pub struct Gateway {
+    pub core: Core,
+    pub presence: Arc<dyn Presence>,
+    pub typing: Arc<Typing>,
+}
+
+/// A running gateway: its route (to merge into a router) and its Socket.IO handle.
+pub struct Mounted {
+    /// `/socket.io/`, websocket and long-polling.
+    pub router: Router,
+    pub io: SocketIo,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Builds the Socket.IO endpoint and starts delivering events and keeping presence.
+pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
+    let presence_ttl = Duration::from_secs(settings.presence_ttl_secs);
+    let presence: Arc<dyn Presence> = match &settings.redis_url {
+        Some(url) => {
+            Arc::new(RedisPresence::connect(url, &settings.redis_prefix, presence_ttl).await?)
+        }
+        None => Arc::new(LocalPresence::default()),
+    };
+    let typing = Typing::new(
+        core.events.clone(),
+        Duration::from_millis(settings.typing_timeout_ms),
+    );
+    let gateway = Arc::new(Gateway {
+        core,
+        presence,
+        typing,
+    });
+    let limit = settings.max_body_bytes;
+    let (service, io) = SocketIo::builder()
+        // Polling bodies and WebSocket messages alike: the contract's packet limit. A bigger
+        // packet closes that connection, never the server.
+        .max_payload(u64::try_from(limit).unwrap_or(u64::MAX))
+        .ws_max_message_size(limit)
+        .ws_max_frame_size(limit)
+        // Events queued per socket before a slow client starts losing them.
+        .max_buffer_size(1024)
+        .with_state(gateway.clone())
+        .build_svc();
+    io.ns("/", handlers::on_connect.with(auth::authenticate));
+
+    let receiver =
+        gateway.core.events.take_receiver().ok_or_else(|| {
+            anyhow::anyhow!("the event bus already has a gateway in this process")
+        })?;
+    tokio::spawn(delivery::run(io.clone(), receiver));
+    tokio::spawn(keep_presence(gateway.clone(), io.clone(), presence_ttl / 3));
+
+    let router = Router::new().route_service(SOCKET_PATH, service);
+    Ok(Mounted {
+        router,
+        io,
+        gateway,
+    })
+}
+
+/// The standalone gateway's port: Socket.IO and its health endpoints, in the HTTP layers.
+pub fn router(mounted: &Mounted, settings: &Settings) -> Router {
+    let health = Router::new()
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .with_state(mounted.gateway.clone());
+    chat_shared::http::with_http_layers(health.merge(mounted.router.clone()), settings)
+}
+
+/// Ready when the database answers and, in scaled mode, Redis carries events both ways.
+async fn ready(
+    State(gateway): State<Arc<Gateway>>,
+) -> Result<&'static str, (StatusCode, &'static str)> {
+    if let Err(e) = gateway.core.store.ping().await {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "database unavailable"));
+    }
+    if !gateway.core.events.is_healthy() {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "event bus unavailable"));
+    }
+    Ok("ready")
+}
+
+impl Gateway {
+    pub fn now(&self) -> Millis {
+        self.core.service.clock().now()
+    }
+
+    /// `user_status_change` to everyone who shares a conversation with `user`.
+    pub async fn announce_status(&self, user: &str, online: bool, last_seen: Option<Millis>) {
+        let contacts = match self.core.store.contacts(user).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(user, error = %e, "presence change not announced");
+                return;
+            }
+        };
+        let payload = UserStatusChange {
+            user_id: user.to_owned(),
+            status: if online { "online" } else { "offline" },
+            last_seen,
+        };
+        self.core.events.publish(Event::to_users(
+            contacts.iter().map(String::as_str),
+            names::USER_STATUS_CHANGE,
+            &payload,
+        ));
+    }
+
+    /// A user's first socket anywhere connected.
+    pub async fn came_online(&self, user: &str) {
+        let last_seen = self.presence.last_seen(user).await.unwrap_or_else(|e| {
+            tracing::warn!(user, error = %e, "last seen unavailable");
+            None
+        });
+        self.announce_status(user, true, last_seen).await;
+    }
+
+    pub fn watch(&self, audience: &Audience) {
+        self.core.events.watch(audience);
+    }
+
+    pub fn unwatch(&self, audience: &Audience) {
+        self.core.events.unwatch(audience);
+    }
+}
+
+/// Refreshes this replica's sockets in the presence store and sweeps users whose replica
+/// died, announcing what changed.
+async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let sockets: Vec<(String, String)> = io
+            .sockets()
+            .into_iter()
+            .filter_map(|s| {
+                let user = s.extensions.get::<auth::SocketUser>()?;
+                Some((user.0.id.as_str().to_owned(), s.id.to_string()))
+            })
+            .collect();
+        let now = gateway.now();
+        match gateway.presence.refresh(&sockets, now).await {
+            Ok(back) => {
+                for user in back {
+                    gateway.came_online(&user).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence refresh failed"),
+        }
+        match gateway.presence.sweep(now).await {
+            Ok(gone) => {
+                for user in gone {
+                    tracing::info!(user, "presence expired (its replica stopped): offline");
+                    gateway.announce_status(&user, false, Some(now)).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence sweep failed"),
+        }
+    }
 }

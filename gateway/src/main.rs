@@ -9,13 +9,21 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let core = Core::build(&settings).await?;
+    if settings.redis_url.is_none() {
+        tracing::warn!(
+            "REDIS_URL is not set: this gateway only sees changes made through itself \
+             (fine for one replica with no chat-api beside it)"
+        );
+    }
+    let mounted = chat_gateway::mount(core, &settings).await?;
+    let app = chat_gateway::router(&mounted, &settings);
     let addr = SocketAddr::new(
         settings.host,
         settings.port.unwrap_or(chat_gateway::DEFAULT_PORT),
     );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "chat-gateway listening");
-    axum::serve(listener, chat_gateway::router(core))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

@@ -1,6 +1,6 @@
 //! `chat`: the embedded all-in-one server. `cargo run --release` on a fresh clone serves the
-//! REST API (and, with the gateway, Socket.IO) on one port, on SQLite, with in-process bus,
-//! cache and limits: nothing to install.
+//! REST API and Socket.IO on one port, on SQLite, with in-process bus, presence and limits:
+//! nothing to install.
 
 use chat_shared::app::{Core, Mode, mint_token, run_cli};
 use std::net::SocketAddr;
@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let core = Core::build(&settings).await?;
-    let app = chat_api::router(core, &settings);
+    // One port: the REST API and Socket.IO, inside the same HTTP layers.
+    let gateway = chat_gateway::mount(core.clone(), &settings).await?;
+    let app = chat_api::router_with(core, &settings, gateway.router);
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;

@@ -3,7 +3,9 @@
 
 use crate::auth::{Claims, JwtVerifier, generate_secret, now_secs};
 use crate::config::{ConfigError, Settings, redact_url};
+use crate::events::{EventBus, LocalBus};
 use crate::ratelimit::LocalRateLimiter;
+use crate::redis_bus::RedisBus;
 use crate::service::ChatService;
 use crate::store::{self, Store};
 use crate::time::{Clock, SystemClock};
@@ -25,6 +27,8 @@ pub struct Core {
     pub service: ChatService,
     pub verifier: Arc<JwtVerifier>,
     pub store: Arc<dyn Store>,
+    /// Redis pub/sub when `REDIS_URL` is set, in-process otherwise.
+    pub events: Arc<dyn EventBus>,
 }
 
 impl Core {
@@ -54,11 +58,18 @@ impl Core {
             limits.rate_limit_messages,
             limits.rate_limit_window,
         ));
-        let service = ChatService::new(store.clone(), clock, limiter, limits);
+        let events: Arc<dyn EventBus> = match &settings.redis_url {
+            Some(url) => RedisBus::start(url, &settings.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {}: {e}", redact_url(url)))?,
+            None => Arc::new(LocalBus::new()),
+        };
+        tracing::info!(bus = events.kind(), "event bus ready");
+        let service = ChatService::new(store.clone(), clock, limiter, limits, events.clone());
         Ok(Self {
             service,
             verifier,
             store,
+            events,
         })
     }
 }

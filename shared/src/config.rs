@@ -57,6 +57,17 @@ pub struct Settings {
     /// Redis for the event bus, presence and limits across replicas (scaled mode).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "chat")]
+    pub redis_prefix: String,
+
+    /// A `typing_start` without `typing_stop` ends by itself after this long, milliseconds.
+    #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 8_000)]
+    pub typing_timeout_ms: u64,
+    /// A gateway replica that stops refreshing its sockets' presence (it crashed) has its
+    /// users go offline after this long, seconds. Refreshed every third of it.
+    #[arg(long, env = "PRESENCE_TTL_SECS", default_value_t = 30)]
+    pub presence_ttl_secs: u64,
 
     /// HS256 shared secret of the rental platform's tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -111,6 +122,9 @@ impl fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("typing_timeout_ms", &self.typing_timeout_ms)
+            .field("presence_ttl_secs", &self.presence_ttl_secs)
             .field("jwt_secret", &redact(&self.jwt_secret))
             .field("jwt_public_key", &redact(&self.jwt_public_key))
             .field("jwt_issuer", &self.jwt_issuer)
@@ -205,6 +219,20 @@ impl Settings {
             || self.database_url.starts_with("postgresql://"))
         {
             return fail("DATABASE_URL must start with sqlite: or postgres://");
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return fail("REDIS_URL must start with redis:// or rediss://");
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return fail("REDIS_PREFIX must be non-empty, without spaces");
+        }
+        if self.typing_timeout_ms == 0 {
+            return fail("TYPING_TIMEOUT_MS must be at least 1");
+        }
+        if self.presence_ttl_secs < 3 {
+            return fail("PRESENCE_TTL_SECS must be at least 3");
         }
         if let Some(secret) = &self.jwt_secret
             && secret.len() < 16

@@ -3,7 +3,9 @@
 //! Requests are deserialized leniently (unknown fields ignored) and then parsed into domain
 //! values by the service; responses are built by the service from storage records.
 
+use crate::error::ChatError;
 use crate::time::Millis;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -312,4 +314,63 @@ pub struct UnreadCountUpdated {
     pub conversation_id: String,
     pub unread_count: i64,
     pub total_unread: i64,
+}
+
+/// A request value (REST body, socket payload) as `T`: it must be a JSON object, and the
+/// first field that does not fit is named (`what` names the whole value).
+pub fn from_object<T: DeserializeOwned>(
+    value: serde_json::Value,
+    what: &str,
+) -> Result<T, ChatError> {
+    if !value.is_object() {
+        return Err(ChatError::bad_request(format!(
+            "{what}: must be a JSON object"
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            ChatError::bad_request(inner)
+        } else {
+            ChatError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// The `conversationId` every client event names (`send_message` carries the REST body
+/// beside it).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRef {
+    pub conversation_id: String,
+}
+
+/// `mark_as_read` payload.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketMarkAsRead {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub up_to_seq: Option<i64>,
+}
+
+/// `user_typing_start` / `user_typing_stop` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Typing {
+    pub conversation_id: String,
+    pub user_id: String,
+}
+
+/// `user_status_change` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatusChange {
+    pub user_id: String,
+    /// `online` or `offline`.
+    pub status: &'static str,
+    /// The user's last disconnect, or null.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen: Option<Millis>,
 }

@@ -303,6 +303,55 @@ pub trait Store: Send + Sync + 'static {
     async fn unread_total(&self, user: &str) -> StoreResult<i64>;
 
     async fn stats(&self, user: &str) -> StoreResult<StatsRecord>;
+
+    /// Every participant's unread count in one conversation, with their total over all
+    /// conversations: the `unread_count_updated` payloads after a change.
+    async fn unread_counts(&self, conversation_id: &str) -> StoreResult<Vec<UnreadCounts>>;
+
+    /// Everyone who shares a conversation with `user` (not `user`): who sees their presence.
+    async fn contacts(&self, user: &str) -> StoreResult<Vec<String>>;
+}
+
+/// One participant's unread counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadCounts {
+    pub user_id: String,
+    /// In the conversation asked about.
+    pub unread: i64,
+    /// Over all the user's conversations.
+    pub total: i64,
+}
+
+/// Both backends' `unread_counts` query (`$1`: the conversation).
+pub(crate) const UNREAD_COUNTS_SQL: &str = concat!(
+    "select p.user_id, ",
+    unread_count_of_p!(),
+    " as unread, (select cast(coalesce(sum(",
+    "(select count(*) from messages u where u.conversation_id = q.conversation_id \
+       and u.seq > q.last_read_seq and u.sender_id <> q.user_id and u.deleted_at is null)",
+    "), 0) as bigint) from participants q where q.user_id = p.user_id) as total \
+     from participants p where p.conversation_id = $1 order by p.user_id"
+);
+
+/// Both backends' `contacts` query (`$1`: the user).
+pub(crate) const CONTACTS_SQL: &str = "select distinct q.user_id from participants p \
+     join participants q on q.conversation_id = p.conversation_id \
+     where p.user_id = $1 and q.user_id <> $1 order by q.user_id";
+
+impl UnreadCounts {
+    pub(crate) fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            user_id: row.try_get("user_id")?,
+            unread: row.try_get("unread")?,
+            total: row.try_get("total")?,
+        })
+    }
 }
 
 /// Opens the store named by `url`: `sqlite:…` or `postgres://…`, migrated.

@@ -5,10 +5,10 @@
 
 use super::sqlite::like_pattern;
 use super::{
-    ConversationQuery, ConversationRecord, ConversationView, InsertOutcome, MessageRecord,
-    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange, StatsRecord, Store,
-    StoreResult, assemble_views, conversation_columns, fold_stats, message_columns, migrator,
-    unread_count_of_p, visible_to_p,
+    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, InsertOutcome,
+    MessageRecord, NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange,
+    StatsRecord, Store, StoreResult, UNREAD_COUNTS_SQL, UnreadCounts, assemble_views,
+    conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p, visible_to_p,
 };
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -606,5 +606,23 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(fold_stats(rows, sent, received))
+    }
+
+    async fn unread_counts(&self, conversation_id: &str) -> StoreResult<Vec<UnreadCounts>> {
+        let rows = sqlx::query(UNREAD_COUNTS_SQL)
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(UnreadCounts::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn contacts(&self, user: &str) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(CONTACTS_SQL)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

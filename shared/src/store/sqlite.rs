@@ -6,10 +6,10 @@
 //! order; reads use a separate pool and, thanks to WAL, never wait for the writer.
 
 use super::{
-    ConversationQuery, ConversationRecord, ConversationView, InsertOutcome, MessageRecord,
-    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange, StatsRecord, Store,
-    StoreResult, assemble_views, conversation_columns, fold_stats, message_columns, migrator,
-    unread_count_of_p, visible_to_p,
+    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, InsertOutcome,
+    MessageRecord, NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange,
+    StatsRecord, Store, StoreResult, UNREAD_COUNTS_SQL, UnreadCounts, assemble_views,
+    conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p, visible_to_p,
 };
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -621,5 +621,23 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok(fold_stats(rows, sent, received))
+    }
+
+    async fn unread_counts(&self, conversation_id: &str) -> StoreResult<Vec<UnreadCounts>> {
+        let rows = sqlx::query(UNREAD_COUNTS_SQL)
+            .bind(conversation_id)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(UnreadCounts::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn contacts(&self, user: &str) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(CONTACTS_SQL)
+            .bind(user)
+            .fetch_all(&self.reader)
+            .await?)
     }
 }

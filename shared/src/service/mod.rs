@@ -5,9 +5,12 @@
 //! Methods take the authenticated [`Caller`] and untrusted request values, parse them into
 //! domain values, check who may do what, and let the [`Store`] do the atomic part.
 
+mod announce;
+
 use crate::config::Limits;
 use crate::domain::{Caller, ClientMessageId, MessageBody, PropertyId, UserId};
 use crate::error::{ChatError, ChatResult, ErrorCode};
+use crate::events::{EventBus, names};
 use crate::ratelimit::RateLimiter;
 use crate::store::{
     ConversationQuery, ConversationView, InsertOutcome, MessageRecord, NewConversation, NewMessage,
@@ -38,6 +41,8 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
+    /// Where client-visible changes are announced, after their commit.
+    events: Arc<dyn EventBus>,
 }
 
 /// Filters of `GET /conversations`, unparsed.
@@ -65,13 +70,23 @@ impl ChatService {
         clock: Arc<dyn Clock>,
         limiter: Arc<dyn RateLimiter>,
         limits: Limits,
+        events: Arc<dyn EventBus>,
     ) -> Self {
         Self {
             store,
             clock,
             limiter,
             limits,
+            events,
         }
+    }
+
+    pub fn events(&self) -> &Arc<dyn EventBus> {
+        &self.events
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -164,18 +179,37 @@ impl ChatService {
             now: self.clock.now(),
         };
         let (id, created) = self.store.create_conversation(&new).await?;
+        if created {
+            self.announce_conversation(&id, None).await;
+        }
         if let Some(body) = initial {
             self.limit(caller).await?;
             let outcome = self
                 .insert(caller, &id, MessageType::Text, body, None, Vec::new(), None)
                 .await?;
-            // An existing conversation may be blocked: the question was not delivered.
-            if outcome == InsertOutcome::Blocked {
-                return Err(blocked());
+            match outcome {
+                InsertOutcome::Created(record) => {
+                    let participants = self.store.participants(&id).await?;
+                    self.announce_new_message(&record, &participants).await;
+                }
+                InsertOutcome::Duplicate(_) => {}
+                // An existing conversation may be blocked: the question was not delivered.
+                InsertOutcome::Blocked => return Err(blocked()),
             }
         }
         let conversation = self.get_conversation(caller, &id).await?;
         Ok((conversation, created))
+    }
+
+    /// `not_found` unless the caller is a participant of the conversation.
+    pub async fn check_participant(
+        &self,
+        caller: &Caller,
+        conversation_id: &str,
+    ) -> ChatResult<()> {
+        self.participants_for(caller, conversation_id)
+            .await
+            .map(drop)
     }
 
     pub async fn get_conversation(&self, caller: &Caller, id: &str) -> ChatResult<Conversation> {
@@ -373,11 +407,14 @@ impl ChatService {
             )
             .await?;
         match outcome {
-            InsertOutcome::Created(record) => Ok(Sent {
-                message: to_message(&record, &participants),
-                created: true,
-                participants: participants.into_iter().map(|p| p.user_id).collect(),
-            }),
+            InsertOutcome::Created(record) => {
+                let message = self.announce_new_message(&record, &participants).await;
+                Ok(Sent {
+                    message,
+                    created: true,
+                    participants: participants.into_iter().map(|p| p.user_id).collect(),
+                })
+            }
             InsertOutcome::Duplicate(first) => {
                 self.duplicate(first, conversation_id, &participants)
             }
@@ -455,13 +492,17 @@ impl ChatService {
             .store
             .mark_read(conversation_id, caller.id.as_str(), up_to_seq, now)
             .await?;
-        Ok(ReadState {
+        let state = ReadState {
             conversation_id: conversation_id.to_owned(),
             last_read_seq: read.last_read_seq,
             // Never read anything yet (position 0): there is no earlier read time to report.
             read_at: read.last_read_at.map_or(now, Millis),
             unread_count: read.unread_count,
-        })
+        };
+        if read.moved {
+            self.announce_read(caller, &state, &participants).await;
+        }
+        Ok(state)
     }
 
     /// Archives or unarchives for the caller only.
@@ -498,7 +539,9 @@ impl ChatService {
         self.store
             .set_flags(conversation_id, caller.id.as_str(), archived, muted)
             .await?;
-        self.get_conversation(caller, conversation_id).await
+        let conversation = self.get_conversation(caller, conversation_id).await?;
+        self.announce_view(caller.id.as_str(), &conversation);
+        Ok(conversation)
     }
 
     /// Delete-for-me: hides the conversation and its history up to now for the caller.
@@ -506,6 +549,8 @@ impl ChatService {
         let participants = self.participants_for(caller, conversation_id).await?;
         member(&participants, caller)?;
         self.store.hide(conversation_id, caller.id.as_str()).await?;
+        self.announce_conversation(conversation_id, Some(caller.id.as_str()))
+            .await;
         Ok(())
     }
 
@@ -546,6 +591,7 @@ impl ChatService {
                 self.clock.now(),
             )
             .await?;
+        self.announce_conversation(conversation_id, None).await;
         self.get_conversation(caller, conversation_id).await
     }
 
@@ -574,18 +620,26 @@ impl ChatService {
             .ok_or_else(|| {
                 ChatError::new(ErrorCode::Conflict, "message: deleted while being edited")
             })?;
-        Ok(to_message(&edited, &participants))
+        let message = to_message(&edited, &participants);
+        self.announce_message(names::MESSAGE_EDITED, &message, &participants);
+        Ok(message)
     }
 
     /// Deletes the caller's own message within the edit window. Deleting twice is harmless.
     pub async fn delete_message(&self, caller: &Caller, message_id: &str) -> ChatResult<Message> {
-        let (_, participants) = self.own_message(caller, message_id).await?;
+        let (before, participants) = self.own_message(caller, message_id).await?;
         let deleted = self
             .store
             .delete_message(message_id, self.clock.now())
             .await?
             .ok_or_else(|| ChatError::not_found("message"))?;
-        Ok(to_message(&deleted, &participants))
+        let message = to_message(&deleted, &participants);
+        if before.deleted_at.is_none() {
+            self.announce_message(names::MESSAGE_DELETED, &message, &participants);
+            // A deleted message no longer counts as unread.
+            self.announce_unread(&deleted.conversation_id).await;
+        }
+        Ok(message)
     }
 
     /// A message the caller sent, still inside the edit window.

@@ -1,0 +1,67 @@
+//! The handshake: a socket is admitted only with a valid token, verified exactly like REST's
+//! (`chat_shared::auth`). The token comes from the client's `auth: { token }`, an
+//! `Authorization: Bearer` header, or a `token` query parameter, in that order. A rejection
+//! reaches the client as `connect_error` with message `unauthorized`, and no handler runs.
+
+use crate::Gateway;
+use chat_shared::domain::Caller;
+use socketioxide::extract::{SocketRef, State, TryData};
+use std::fmt;
+use std::sync::Arc;
+
+/// The authenticated user of a socket, in its extensions.
+#[derive(Debug, Clone)]
+pub struct SocketUser(pub Arc<Caller>);
+
+/// The one rejection clients see. (Why a token was refused is logged, not sent.)
+#[derive(Debug)]
+pub struct Unauthorized;
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unauthorized")
+    }
+}
+
+/// Connect middleware.
+pub async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<serde_json::Value>,
+    State(gateway): State<Arc<Gateway>>,
+) -> Result<(), Unauthorized> {
+    let token = auth
+        .ok()
+        .as_ref()
+        .and_then(|a| a.get("token")?.as_str().map(str::to_owned))
+        .or_else(|| bearer(socket.req_parts()))
+        .or_else(|| query_token(socket.req_parts()))
+        .ok_or_else(|| {
+            tracing::debug!(sid = %socket.id, "handshake without a token");
+            Unauthorized
+        })?;
+    let caller = gateway.core.verifier.verify(token.trim()).map_err(|e| {
+        tracing::debug!(sid = %socket.id, error = %e, "handshake token refused");
+        Unauthorized
+    })?;
+    crate::handlers::register(&socket, &gateway, &caller);
+    socket.extensions.insert(SocketUser(Arc::new(caller)));
+    Ok(())
+}
+
+fn bearer(parts: &axum::http::request::Parts) -> Option<String> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::to_owned)
+}
+
+fn query_token(parts: &axum::http::request::Parts) -> Option<String> {
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,286 @@
+//! The client events of the contract. Each takes an optional acknowledgement, answered with
+//! `{ ok: true, ... }` or `{ ok: false, error: { code, message } }`; a payload that does not
+//! fit is `bad_request` (the socket stays connected); a conversation the user is not in is
+//! `not_found`. Sending and reading call the same domain service as REST, which announces the
+//! change to every participant after its commit.
+//!
+//! Handlers are registered by the connect middleware ([`crate::auth::authenticate`] calls
+//! [`register`]), before the client learns that it is connected: socketioxide runs the
+//! connect handler on another task, and a client that emits at once would otherwise race it.
+
+use crate::auth::SocketUser;
+use crate::{Gateway, conversation_room, user_room};
+use chat_shared::domain::Caller;
+use chat_shared::error::{ChatError, ChatResult, ErrorCode};
+use chat_shared::events::Audience;
+use chat_shared::wire::{ConversationRef, SendMessageRequest, SocketMarkAsRead, from_object};
+use serde_json::{Map, Value, json};
+use socketioxide::extract::{AckSender, MaybeExtension, SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// Conversations this socket joined (and so watches on the bus).
+#[derive(Debug, Clone, Default)]
+pub struct Joined(pub Arc<Mutex<HashSet<String>>>);
+
+impl Joined {
+    /// Records a join; `false` when already joined.
+    fn add(&self, conversation: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|mut set| set.insert(conversation.to_owned()))
+    }
+
+    fn remove(&self, conversation: &str) -> bool {
+        self.0.lock().is_ok_and(|mut set| set.remove(conversation))
+    }
+
+    fn contains(&self, conversation: &str) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(conversation))
+    }
+
+    fn take_all(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut set| set.drain().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// What a handler works with.
+struct Ctx {
+    gateway: Arc<Gateway>,
+    socket: SocketRef,
+    caller: Arc<Caller>,
+    joined: Joined,
+}
+
+/// Puts an authenticated socket in its user's room and registers its handlers.
+pub fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
+    let user = caller.id.as_str();
+    socket.extensions.insert(Joined::default());
+    socket.join(user_room(user));
+    gateway.watch(&Audience::User(user.to_owned()));
+
+    handle(socket, "join_conversation", join_conversation);
+    handle(socket, "leave_conversation", leave_conversation);
+    handle(socket, "send_message", send_message);
+    handle(socket, "typing_start", typing_start);
+    handle(socket, "typing_stop", typing_stop);
+    handle(socket, "mark_as_read", mark_as_read);
+    socket.on_disconnect(on_disconnect);
+}
+
+/// Connect handler: presence (the socket is already usable).
+pub async fn on_connect(
+    socket: SocketRef,
+    State(gateway): State<Arc<Gateway>>,
+    MaybeExtension(user): MaybeExtension<SocketUser>,
+) {
+    let Some(SocketUser(caller)) = user else {
+        return;
+    };
+    let user = caller.id.as_str();
+    let sid = socket.id.to_string();
+    tracing::debug!(user, sid, "socket connected");
+    match gateway.presence.connected(user, &sid, gateway.now()).await {
+        Ok(true) => gateway.came_online(user).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
+    }
+    // A disconnect that ran before the line above found nothing to remove: undo it here.
+    if !socket.connected() {
+        gone_offline(&gateway, user, &sid).await;
+    }
+}
+
+async fn on_disconnect(
+    socket: SocketRef,
+    reason: DisconnectReason,
+    State(gateway): State<Arc<Gateway>>,
+    MaybeExtension(user): MaybeExtension<SocketUser>,
+    MaybeExtension(joined): MaybeExtension<Joined>,
+) {
+    let Some(SocketUser(caller)) = user else {
+        return;
+    };
+    let user = caller.id.as_str();
+    let sid = socket.id.to_string();
+    tracing::debug!(user, sid, ?reason, "socket disconnected");
+    gateway.typing.socket_gone(&sid);
+    for conversation in joined.unwrap_or_default().take_all() {
+        gateway.unwatch(&Audience::Conversation(conversation));
+    }
+    gateway.unwatch(&Audience::User(user.to_owned()));
+    gone_offline(&gateway, user, &sid).await;
+}
+
+async fn gone_offline(gateway: &Gateway, user: &str, sid: &str) {
+    let now = gateway.now();
+    match gateway.presence.disconnected(user, sid, now).await {
+        Ok(true) => gateway.announce_status(user, false, Some(now)).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(user, error = %e, "presence not updated"),
+    }
+}
+
+/// Registers `event`: parses nothing itself, but guarantees every call is answered.
+fn handle<F, Fut>(socket: &SocketRef, event: &'static str, f: F)
+where
+    F: Fn(Ctx, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ChatResult<Value>> + Send + 'static,
+{
+    socket.on(
+        event,
+        move |socket: SocketRef,
+              TryData(data): TryData<Value>,
+              ack: AckSender,
+              State(gateway): State<Arc<Gateway>>| {
+            let f = f.clone();
+            async move {
+                let user = socket.extensions.get::<SocketUser>();
+                let joined = socket.extensions.get::<Joined>().unwrap_or_default();
+                let result = match (data, user) {
+                    (_, None) => Err(ChatError::unauthorized("socket is not authenticated")),
+                    (Err(_), _) => Err(ChatError::bad_request(
+                        "payload: expected an object as the first argument",
+                    )),
+                    (Ok(data), Some(SocketUser(caller))) => {
+                        let ctx = Ctx {
+                            gateway,
+                            socket,
+                            caller,
+                            joined,
+                        };
+                        f(ctx, data).await
+                    }
+                };
+                answer(ack, event, result);
+            }
+        },
+    );
+}
+
+/// The acknowledgement: `{ ok: true, ...fields }` or `{ ok: false, error }`.
+fn answer(ack: AckSender, event: &str, result: ChatResult<Value>) {
+    let body = match result {
+        Ok(fields) => {
+            let mut body = Map::new();
+            body.insert("ok".to_owned(), Value::Bool(true));
+            if let Value::Object(fields) = fields {
+                body.extend(fields);
+            }
+            Value::Object(body)
+        }
+        Err(e) => {
+            if matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable) {
+                tracing::warn!(event, error = %e, "socket event failed");
+            }
+            json!({ "ok": false, "error": ack_error(&e) })
+        }
+    };
+    if let Err(e) = ack.send(&body) {
+        tracing::debug!(event, error = %e, "acknowledgement not sent");
+    }
+}
+
+fn ack_error(e: &ChatError) -> Value {
+    let mut error = json!({ "code": e.code.as_str(), "message": e.detail });
+    if let (Some(wait), Value::Object(map)) = (e.retry_after, &mut error) {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        map.insert("retryAfterMs".to_owned(), json!(ms));
+    }
+    error
+}
+
+fn conversation_ref(data: &Value) -> ChatResult<ConversationRef> {
+    from_object(data.clone(), "payload")
+}
+
+async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let id = conversation_ref(&data)?.conversation_id;
+    let conversation = ctx
+        .gateway
+        .core
+        .service
+        .get_conversation(&ctx.caller, &id)
+        .await?;
+    if ctx.joined.add(&id) {
+        ctx.socket.join(conversation_room(&id));
+        ctx.gateway.watch(&Audience::Conversation(id));
+    }
+    Ok(json!({ "conversation": conversation }))
+}
+
+async fn leave_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let id = conversation_ref(&data)?.conversation_id;
+    if !ctx.joined.contains(&id) {
+        // Not joined here: still answer a stranger as REST would.
+        ctx.gateway
+            .core
+            .service
+            .check_participant(&ctx.caller, &id)
+            .await?;
+    }
+    if ctx.joined.remove(&id) {
+        ctx.socket.leave(conversation_room(&id));
+        ctx.gateway.unwatch(&Audience::Conversation(id));
+    }
+    Ok(json!({}))
+}
+
+async fn send_message(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let id = conversation_ref(&data)?.conversation_id;
+    let request: SendMessageRequest = from_object(data, "payload")?;
+    let sent = ctx
+        .gateway
+        .core
+        .service
+        .send_message(&ctx.caller, &id, request)
+        .await?;
+    Ok(json!({ "message": sent.message, "duplicate": !sent.created }))
+}
+
+/// Typing is allowed in a joined conversation, or after a participant check.
+async fn typing_target(ctx: &Ctx, data: &Value) -> ChatResult<String> {
+    let id = conversation_ref(data)?.conversation_id;
+    if !ctx.joined.contains(&id) {
+        ctx.gateway
+            .core
+            .service
+            .check_participant(&ctx.caller, &id)
+            .await?;
+    }
+    Ok(id)
+}
+
+async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let id = typing_target(&ctx, &data).await?;
+    ctx.gateway
+        .typing
+        .start(&id, ctx.caller.id.as_str(), &ctx.socket.id.to_string());
+    Ok(json!({}))
+}
+
+async fn typing_stop(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let id = typing_target(&ctx, &data).await?;
+    ctx.gateway.typing.stop(&id, ctx.caller.id.as_str());
+    Ok(json!({}))
+}
+
+async fn mark_as_read(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    let request: SocketMarkAsRead = from_object(data, "payload")?;
+    let state = ctx
+        .gateway
+        .core
+        .service
+        .mark_read(&ctx.caller, &request.conversation_id, request.up_to_seq)
+        .await?;
+    Ok(json!({
+        "lastReadSeq": state.last_read_seq,
+        "unreadCount": state.unread_count,
+        "readAt": state.read_at,
+    }))
+}

@@ -1,0 +1,406 @@
+//! The event bus across processes: Redis pub/sub with one channel per user and one per
+//! conversation room, subscribed only while this process has sockets for them.
+//!
+//! - `{prefix}:u:{userId}` carries everything for one user's sockets: messages, edits, reads,
+//!   unread counts, conversation updates, presence of their contacts.
+//! - `{prefix}:c:{conversationId}` carries typing for the sockets that joined the room.
+//!
+//! A replica's Redis traffic therefore grows with its own users, not with all traffic
+//! (`docs/realtime.md` explains the choice over socketioxide's Redis adapter).
+//!
+//! Both directions survive a Redis restart: the publisher keeps its batch and retries on a
+//! reconnecting connection manager (events published meanwhile wait in a bounded queue), and
+//! the subscriber reconnects with backoff and resubscribes to every watched channel. Events
+//! published while the subscriber was away are not replayed; clients catch up through the API.
+
+use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus};
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events waiting to be published, per process.
+const PUBLISH_QUEUE: usize = 65_536;
+/// Events per pipeline round trip.
+const PUBLISH_BATCH: usize = 512;
+/// An idle publisher pings this often, so health reflects Redis even without traffic.
+const IDLE_PING: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What travels on a channel: the event name, the excluded user and the payload as is.
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    e: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<&'a str>,
+    #[serde(borrow)]
+    d: &'a RawValue,
+}
+
+enum Control {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+#[derive(Default)]
+struct Health {
+    publisher_up: AtomicBool,
+    subscriber_started: AtomicBool,
+    subscriber_up: AtomicBool,
+    dropped: AtomicU64,
+}
+
+pub struct RedisBus {
+    client: redis::Client,
+    prefix: Arc<str>,
+    publish_tx: mpsc::Sender<Event>,
+    /// Watched channels and how many local holders each has. Control messages are sent under
+    /// this lock so that their order matches the map's history.
+    watched: Arc<Mutex<HashMap<String, usize>>>,
+    control_tx: mpsc::UnboundedSender<Control>,
+    control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
+    health: Arc<Health>,
+}
+
+impl RedisBus {
+    /// Starts the publisher. The subscriber starts with [`EventBus::take_receiver`], so a
+    /// process that only publishes (`chat-api`) holds no subscription. Fails only on a URL
+    /// that cannot work; an unreachable Redis is retried in the background (and reported by
+    /// [`EventBus::is_healthy`]).
+    pub fn start(url: &str, prefix: &str) -> Result<Arc<Self>, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        let prefix: Arc<str> = prefix.into();
+        tokio::spawn(publish_loop(
+            client.clone(),
+            prefix.clone(),
+            publish_rx,
+            health.clone(),
+        ));
+        Ok(Arc::new(Self {
+            client,
+            prefix,
+            publish_tx,
+            watched: Arc::default(),
+            control_tx,
+            control_rx: Mutex::new(Some(control_rx)),
+            health,
+        }))
+    }
+}
+
+fn channel(prefix: &str, audience: &Audience) -> String {
+    match audience {
+        Audience::User(id) => format!("{prefix}:u:{id}"),
+        Audience::Conversation(id) => format!("{prefix}:c:{id}"),
+    }
+}
+
+fn audience(prefix: &str, channel: &str) -> Option<Audience> {
+    let rest = channel.strip_prefix(prefix)?.strip_prefix(':')?;
+    if let Some(user) = rest.strip_prefix("u:") {
+        Some(Audience::User(user.to_owned()))
+    } else {
+        rest.strip_prefix("c:")
+            .map(|c| Audience::Conversation(c.to_owned()))
+    }
+}
+
+fn envelope(event: &Event) -> Option<String> {
+    let d = match RawValue::from_string(event.payload.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(event = %event.name, error = %e, "event payload is not JSON");
+            return None;
+        }
+    };
+    serde_json::to_string(&Envelope {
+        e: &event.name,
+        x: event.except_user.as_deref(),
+        d: &d,
+    })
+    .ok()
+}
+
+fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<Event> {
+    let audience = audience(prefix, channel)?;
+    let envelope: Envelope<'_> = match serde_json::from_slice(payload) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(channel, error = %e, "ignoring a message that is not an event");
+            return None;
+        }
+    };
+    Some(Event {
+        audience,
+        name: envelope.e.to_owned(),
+        payload: envelope.d.get().into(),
+        except_user: envelope.x.map(str::to_owned),
+    })
+}
+
+fn backoff_after(current: Duration) -> Duration {
+    (current * 2).min(MAX_BACKOFF)
+}
+
+async fn connect_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(MAX_BACKOFF);
+    client.get_connection_manager_with_config(config).await
+}
+
+/// Publishes queued events in pipelined batches, in order. A failed batch is kept and
+/// retried, so a Redis restart delays events rather than losing them (a batch that failed
+/// halfway may be delivered twice: clients dedupe by id).
+async fn publish_loop(
+    client: redis::Client,
+    prefix: Arc<str>,
+    mut rx: mpsc::Receiver<Event>,
+    health: Arc<Health>,
+) {
+    let mut conn: Option<ConnectionManager> = None;
+    let mut batch: Vec<(String, String)> = Vec::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if batch.is_empty() {
+            match tokio::time::timeout(IDLE_PING, rx.recv()).await {
+                Ok(None) => return,
+                Ok(Some(first)) => {
+                    let mut next = Some(first);
+                    while let Some(e) = next.take() {
+                        if let Some(body) = envelope(&e) {
+                            batch.push((channel(&prefix, &e.audience), body));
+                        }
+                        if batch.len() < PUBLISH_BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                }
+                // Idle: fall through to a ping.
+                Err(_) => {}
+            }
+        }
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match connect_manager(&client).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    if health.publisher_up.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "redis unreachable: events wait for it");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff_after(backoff);
+                    continue;
+                }
+            },
+        };
+        let mut pipe = redis::pipe();
+        if batch.is_empty() {
+            pipe.cmd("PING").ignore();
+        }
+        for (channel, body) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(body).ignore();
+        }
+        match pipe.query_async::<()>(c).await {
+            Ok(()) => {
+                batch.clear();
+                backoff = Duration::from_millis(100);
+                if !health.publisher_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis publisher connected");
+                }
+            }
+            Err(e) => {
+                if health.publisher_up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, pending = batch.len(), "redis publish failed: retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = backoff_after(backoff);
+            }
+        }
+    }
+}
+
+/// Keeps one pub/sub connection subscribed to every watched channel, reconnecting with
+/// backoff, and forwards what arrives to the gateway's delivery queue.
+async fn subscribe_loop(
+    client: redis::Client,
+    prefix: Arc<str>,
+    watched: Arc<Mutex<HashMap<String, usize>>>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    deliver: mpsc::Sender<Event>,
+    health: Arc<Health>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pubsub = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis subscriber cannot connect");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff_after(backoff);
+                continue;
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = backoff_after(backoff);
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // The map is the truth: whatever was asked before now is in it.
+        let channels: Vec<String> = {
+            let Ok(map) = watched.lock() else { return };
+            while control.try_recv().is_ok() {}
+            map.keys().cloned().collect()
+        };
+        if !channels.is_empty()
+            && let Err(e) = sink.subscribe(&channels).await
+        {
+            tracing::debug!(error = %e, "redis resubscribe failed");
+            tokio::time::sleep(backoff).await;
+            backoff = backoff_after(backoff);
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        health.subscriber_up.store(true, Ordering::Relaxed);
+        tracing::info!(channels = channels.len(), "redis subscriber connected");
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(event) = decode(&prefix, msg.get_channel_name(), msg.get_payload_bytes()) else {
+                        continue;
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(event)) = deliver.try_send(event) {
+                        let n = health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(event = %event.name, dropped = n, "delivery queue full: event dropped");
+                    }
+                }
+                ctl = control.recv() => {
+                    let result = match ctl {
+                        None => return,
+                        Some(Control::Subscribe(ch)) => sink.subscribe(ch).await,
+                        Some(Control::Unsubscribe(ch)) => sink.unsubscribe(ch).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "redis subscription change failed");
+                        break;
+                    }
+                }
+            }
+        }
+        health.subscriber_up.store(false, Ordering::Relaxed);
+        tracing::warn!("redis subscription lost: reconnecting");
+    }
+}
+
+impl EventBus for RedisBus {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn publish(&self, events: Vec<Event>) {
+        for event in events {
+            if let Err(mpsc::error::TrySendError::Full(event)) = self.publish_tx.try_send(event) {
+                let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(event = %event.name, dropped = n, "publish queue full: event dropped");
+            }
+        }
+    }
+
+    fn watch(&self, audience: &Audience) {
+        let ch = channel(&self.prefix, audience);
+        let Ok(mut map) = self.watched.lock() else {
+            return;
+        };
+        let n = map.entry(ch.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            let _ = self.control_tx.send(Control::Subscribe(ch));
+        }
+    }
+
+    fn unwatch(&self, audience: &Audience) {
+        let ch = channel(&self.prefix, audience);
+        let Ok(mut map) = self.watched.lock() else {
+            return;
+        };
+        if let Some(n) = map.get_mut(&ch) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ch);
+                let _ = self.control_tx.send(Control::Unsubscribe(ch));
+            }
+        }
+    }
+
+    fn take_receiver(&self) -> Option<mpsc::Receiver<Event>> {
+        let control = self.control_rx.lock().ok()?.take()?;
+        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+        self.health
+            .subscriber_started
+            .store(true, Ordering::Relaxed);
+        tokio::spawn(subscribe_loop(
+            self.client.clone(),
+            self.prefix.clone(),
+            self.watched.clone(),
+            control,
+            tx,
+            self.health.clone(),
+        ));
+        Some(rx)
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.health.publisher_up.load(Ordering::Relaxed)
+            && (!self.health.subscriber_started.load(Ordering::Relaxed)
+                || self.health.subscriber_up.load(Ordering::Relaxed))
+    }
+
+    fn dropped(&self) -> u64 {
+        self.health.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_round_trip_user_ids_with_colons() {
+        for a in [
+            Audience::User("u:42@x".into()),
+            Audience::Conversation("0193-abc".into()),
+        ] {
+            assert_eq!(audience("chat", &channel("chat", &a)), Some(a));
+        }
+        assert_eq!(audience("chat", "other:u:x"), None);
+        assert_eq!(audience("chat", "chatx:u:x"), None);
+    }
+
+    #[test]
+    fn envelopes_carry_the_payload_verbatim() {
+        let event = Event::to_room(
+            "c1",
+            "user_typing_start",
+            &serde_json::json!({"a": [1, "é"]}),
+            Some("u1"),
+        )
+        .expect("event");
+        let body = envelope(&event).expect("envelope");
+        let back = decode("chat", "chat:c:c1", body.as_bytes()).expect("decodes");
+        assert_eq!(back, event);
+        assert!(decode("chat", "chat:c:c1", b"not json").is_none());
+    }
+}
