@@ -101,12 +101,21 @@ async fn live() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and, where this process also serves sockets (the
+/// embedded server), the event bus delivers. A `chat-api` replica stays ready while Redis is
+/// away: REST keeps working, and its events wait in the publisher's queue.
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.core.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::Unavailable, "database unavailable")
     })?;
+    let events = &state.core.events;
+    if events.delivers() && !events.is_healthy() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "event bus unavailable",
+        ));
+    }
     Ok("ready")
 }
 

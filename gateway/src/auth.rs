@@ -44,6 +44,22 @@ pub async fn authenticate(
         Unauthorized
     })?;
     crate::handlers::register(&socket, &gateway, &caller);
+    // Presence is recorded before the client learns it is connected, so that its disconnect
+    // always comes after: an "online" can never outlive its socket.
+    let user = caller.id.as_str().to_owned();
+    match gateway
+        .presence
+        .connected(&user, &socket.id.to_string(), gateway.now())
+        .await
+    {
+        Ok(true) => {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { gateway.came_online(&user).await });
+        }
+        Ok(false) => {}
+        // The socket works without presence; the next refresh records it.
+        Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
+    }
     socket.extensions.insert(SocketUser(Arc::new(caller)));
     Ok(())
 }

@@ -73,26 +73,11 @@ pub fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     socket.on_disconnect(on_disconnect);
 }
 
-/// Connect handler: presence (the socket is already usable).
-pub async fn on_connect(
-    socket: SocketRef,
-    State(gateway): State<Arc<Gateway>>,
-    MaybeExtension(user): MaybeExtension<SocketUser>,
-) {
-    let Some(SocketUser(caller)) = user else {
-        return;
-    };
-    let user = caller.id.as_str();
-    let sid = socket.id.to_string();
-    tracing::debug!(user, sid, "socket connected");
-    match gateway.presence.connected(user, &sid, gateway.now()).await {
-        Ok(true) => gateway.came_online(user).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
-    }
-    // A disconnect that ran before the line above found nothing to remove: undo it here.
-    if !socket.connected() {
-        gone_offline(&gateway, user, &sid).await;
+/// Connect handler. Everything a socket needs was set up by the connect middleware, before
+/// the client learned it is connected; this only records the connection in the logs.
+pub async fn on_connect(socket: SocketRef, MaybeExtension(user): MaybeExtension<SocketUser>) {
+    if let Some(SocketUser(caller)) = user {
+        tracing::debug!(user = caller.id.as_str(), sid = %socket.id, "socket connected");
     }
 }
 

@@ -125,6 +125,9 @@ pub trait EventBus: Send + Sync + 'static {
     /// Whether the bus can currently deliver across processes (always, for the local bus).
     fn is_healthy(&self) -> bool;
 
+    /// Whether this process delivers events to sockets (a gateway took the receiver).
+    fn delivers(&self) -> bool;
+
     /// Events dropped since start because a queue was full.
     fn dropped(&self) -> u64;
 }
@@ -197,6 +200,10 @@ impl EventBus for LocalBus {
         true
     }
 
+    fn delivers(&self) -> bool {
+        self.delivering.load(Ordering::Relaxed)
+    }
+
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -219,6 +226,9 @@ impl EventBus for NoBus {
     }
     fn is_healthy(&self) -> bool {
         true
+    }
+    fn delivers(&self) -> bool {
+        false
     }
     fn dropped(&self) -> u64 {
         0

@@ -368,6 +368,10 @@ impl EventBus for RedisBus {
                 || self.health.subscriber_up.load(Ordering::Relaxed))
     }
 
+    fn delivers(&self) -> bool {
+        self.health.subscriber_started.load(Ordering::Relaxed)
+    }
+
     fn dropped(&self) -> u64 {
         self.health.dropped.load(Ordering::Relaxed)
     }

@@ -1,5 +1,5 @@
-//! `TestApp`: the REST API (the same router `chat-api` and `chat` serve) on an ephemeral
-//! port, with a fresh database, an injected clock and a client per user.
+//! `TestApp`: the REST API and the Socket.IO gateway on one ephemeral port, as the embedded
+//! `chat` serves them, with a fresh database, an injected clock and a client per user.
 
 use crate::db::{Backend, TestDb, fresh_db};
 use chat_shared::app::Core;
@@ -22,7 +22,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub http: reqwest::Client,
     verifier: Arc<JwtVerifier>,
-    _db: TestDb,
+    db_url: String,
+    _db: Option<TestDb>,
 }
 
 /// An answer: status, headers and the body parsed as JSON (`Value::Null` when empty).
@@ -72,10 +73,21 @@ impl TestApp {
     /// As [`TestApp::spawn`], with extra command-line flags (e.g. `--rate-limit-messages 3`).
     pub async fn spawn_with(backend: Backend, flags: &[&str]) -> Option<Self> {
         let db = fresh_db(backend).await?;
+        let url = db.url.clone();
+        Some(Self::boot(&url, backend, flags, Some(db)).await)
+    }
+
+    /// Another replica on this app's database (for scaled mode: give both `--redis-url`).
+    /// It must not outlive `self`, which owns the database.
+    pub async fn replica(&self, flags: &[&str]) -> Self {
+        Self::boot(&self.db_url, self.backend, flags, None).await
+    }
+
+    async fn boot(db_url: &str, backend: Backend, flags: &[&str], db: Option<TestDb>) -> Self {
         let mut args = vec![
             "chat",
             "--database-url",
-            &db.url,
+            db_url,
             "--jwt-secret",
             SECRET,
             "--host",
@@ -99,7 +111,11 @@ impl TestApp {
             .await
             .expect("core builds");
         let verifier = core.verifier.clone();
-        let app = chat_api::router(core, &settings);
+        // As the embedded `chat` serves them: REST and Socket.IO on one port.
+        let gateway = chat_gateway::mount(core.clone(), &settings)
+            .await
+            .expect("gateway mounts");
+        let app = chat_api::router_with(core, &settings, gateway.router);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -109,15 +125,21 @@ impl TestApp {
         });
         let origin = format!("http://{addr}");
         eprintln!("[{}] TestApp at {origin}", backend.name());
-        Some(Self {
+        Self {
             base: format!("{origin}{}", chat_api::BASE),
             origin,
             backend,
             clock,
             http: reqwest::Client::new(),
             verifier,
+            db_url: db_url.to_owned(),
             _db: db,
-        })
+        }
+    }
+
+    /// A Socket.IO connection of `user` (websocket, `auth: { token }`).
+    pub async fn socket(&self, user: &str) -> crate::sio::SioClient {
+        crate::sio::SioClient::connect(&self.origin, &self.token(user)).await
     }
 
     /// A valid token for `user` (role `user`).

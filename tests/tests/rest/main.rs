@@ -7,45 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-/// Generates, for every `name` (optionally with extra server flags: `name ["--flag", "v"]`),
-/// a module `name` holding the tests `sqlite` and `postgres`, each booting a fresh `TestApp`
-/// on its backend and running `name(app)` from the enclosing module.
-macro_rules! both_backends {
-    ($($name:ident $([$($flag:expr),* $(,)?])?),* $(,)?) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let flags: &[&str] = &[$($($flag),*)?];
-                    let app = ::chat_tests::app::TestApp::spawn_with(
-                        ::chat_tests::db::Backend::Sqlite,
-                        flags,
-                    )
-                    .await
-                    .expect("the SQLite backend always runs");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let flags: &[&str] = &[$($($flag),*)?];
-                    let Some(app) = ::chat_tests::app::TestApp::spawn_with(
-                        ::chat_tests::db::Backend::Postgres,
-                        flags,
-                    )
-                    .await
-                    else {
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            }
-        )*
-    };
-}
+#[macro_use]
+extern crate chat_tests;
 
 mod auth;
 mod common;

@@ -1,0 +1,194 @@
+//! Scaled mode in process: replicas sharing one database and one Redis. Events cross
+//! replicas through Redis, and survive a Redis restart (the gateway reconnects and
+//! resubscribes by itself).
+
+use chat_tests::app::TestApp;
+use chat_tests::db::Backend;
+use chat_tests::redis::{PrivateRedis, shared, unique_prefix};
+use chat_tests::sio::SioClient;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn replicas(backend: Backend, redis_url: &str) -> Option<(TestApp, TestApp)> {
+    let prefix = unique_prefix();
+    let flags = [
+        "--redis-url",
+        redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--presence-ttl-secs",
+        "3",
+    ];
+    let first = TestApp::spawn_with(backend, &flags).await?;
+    let second = first.replica(&flags).await;
+    Some((first, second))
+}
+
+async fn wait_ready(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = app
+            .http
+            .get(format!("{}/health/ready", app.origin))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not ready again in time",
+            app.origin
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn events_cross_replicas(backend: Backend) {
+    let Some(url) = shared() else { return };
+    let Some((one, two)) = replicas(backend, &url).await else {
+        return;
+    };
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    let conv = one.user("u_alice").conversation_with("u_bob").await;
+    let mut alice = one.socket("u_alice").await;
+    let mut bob = two.socket("u_bob").await;
+    let mut bob_here = one.socket("u_bob").await;
+    // Presence crosses: alice (replica one) hears bob come online on replica two.
+    alice
+        .expect_event("user_status_change", |s| s["userId"] == json!("u_bob"))
+        .await;
+    bob.call("join_conversation", json!({ "conversationId": conv }))
+        .await;
+    // Typing crosses on the conversation's channel.
+    alice
+        .call("typing_start", json!({ "conversationId": conv }))
+        .await;
+    bob.expect_event("user_typing_start", |_| true).await;
+    // A socket send on one, a REST send on the other: each of bob's sockets gets each once.
+    let a = alice
+        .call(
+            "send_message",
+            json!({ "conversationId": conv, "content": "from one" }),
+        )
+        .await;
+    let b = two.user("u_alice").say(&conv, "from two").await;
+    let mut want = vec![
+        a["message"]["id"].as_str().unwrap().to_owned(),
+        b["id"].as_str().unwrap().to_owned(),
+    ];
+    want.sort();
+    for socket in [&mut bob, &mut bob_here] {
+        let mut got: Vec<String> = socket
+            .take_events("new_message", Duration::from_millis(800))
+            .await
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, want);
+    }
+    // Reads cross too.
+    bob.call("mark_as_read", json!({ "conversationId": conv }))
+        .await;
+    alice
+        .expect_event("messages_read", |r| r["lastReadSeq"] == json!(2))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_replicas_sqlite() {
+    events_cross_replicas(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_replicas_postgres() {
+    events_cross_replicas(Backend::Postgres).await;
+}
+
+/// Kills Redis under two replicas and starts a fresh one on the same port: both replicas
+/// report not ready meanwhile, then ready, and events cross again without any restart of
+/// theirs (sockets connected before the outage included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_recovers_after_a_redis_restart() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let Some((one, two)) = replicas(Backend::Sqlite, &redis.url()).await else {
+        return;
+    };
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    let conv = one.user("u_alice").conversation_with("u_bob").await;
+    let mut alice = one.socket("u_alice").await;
+    let mut bob = two.socket("u_bob").await;
+    let first = alice
+        .call(
+            "send_message",
+            json!({ "conversationId": conv, "content": "before" }),
+        )
+        .await;
+    bob.expect_event("new_message", |m| m["id"] == first["message"]["id"])
+        .await;
+
+    redis.kill();
+    let down = Instant::now();
+    loop {
+        let status = one
+            .http
+            .get(format!("{}/health/ready", two.origin))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(15),
+            "replica noticed the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Sends still succeed while Redis is down: the database is the truth.
+    let during = alice
+        .call(
+            "send_message",
+            json!({ "conversationId": conv, "content": "during" }),
+        )
+        .await;
+    assert_eq!(during["ok"], json!(true), "{during}");
+
+    redis.restart();
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    for i in 0..3 {
+        let content = format!("after {i}");
+        alice
+            .call(
+                "send_message",
+                json!({ "conversationId": conv, "content": content }),
+            )
+            .await;
+        bob.expect_event("new_message", |m| m["content"] == json!(content))
+            .await;
+        two.user("u_bob").say(&conv, &format!("reply {i}")).await;
+        alice
+            .expect_event("new_message", |m| {
+                m["content"] == json!(format!("reply {i}"))
+            })
+            .await;
+    }
+    // New sockets after the restart work as well.
+    let mut late = SioClient::connect(&two.origin, &two.token("u_bob")).await;
+    alice
+        .call(
+            "send_message",
+            json!({ "conversationId": conv, "content": "last" }),
+        )
+        .await;
+    late.expect_event("new_message", |m| m["content"] == json!("last"))
+        .await;
+}
