@@ -119,9 +119,16 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
     Ok("ready")
 }
 
-/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then drains in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then drains in-flight requests and
+/// the events they announced.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    events: std::sync::Arc<dyn chat_shared::events::EventBus>,
+) -> std::io::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(chat_shared::app::shutdown_signal())
-        .await
+        .await?;
+    chat_shared::events::drain(events.as_ref(), std::time::Duration::from_secs(3)).await;
+    Ok(())
 }

@@ -17,10 +17,11 @@ async fn main() -> anyhow::Result<()> {
             "REDIS_URL is not set: changes made through this API are not pushed to any gateway"
         );
     }
+    let events = core.events.clone();
     let app = chat_api::router(core, &settings);
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "chat-api listening");
-    chat_api::serve(listener, app).await?;
+    chat_api::serve(listener, app, events).await?;
     Ok(())
 }

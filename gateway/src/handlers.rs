@@ -91,6 +91,7 @@ async fn on_disconnect(
     let Some(SocketUser(caller)) = user else {
         return;
     };
+    let _busy = Busy::new(&gateway.disconnecting);
     let user = caller.id.as_str();
     let sid = socket.id.to_string();
     tracing::debug!(user, sid, ?reason, "socket disconnected");
@@ -100,6 +101,22 @@ async fn on_disconnect(
     }
     gateway.unwatch(&Audience::User(user.to_owned()));
     gone_offline(&gateway, user, &sid).await;
+}
+
+/// Counts a running disconnect handler for as long as it lives.
+struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn gone_offline(gateway: &Gateway, user: &str, sid: &str) {

@@ -52,6 +52,8 @@ pub struct Gateway {
     pub core: Core,
     pub presence: Arc<dyn Presence>,
     pub typing: Arc<Typing>,
+    /// Disconnect handlers still running (a shutdown waits for them).
+    pub(crate) disconnecting: std::sync::atomic::AtomicUsize,
 }
 
 /// A running gateway: its route (to merge into a router) and its Socket.IO handle.
@@ -79,6 +81,7 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         core,
         presence,
         typing,
+        disconnecting: std::sync::atomic::AtomicUsize::new(0),
     });
     let limit = settings.max_body_bytes;
     let (service, io) = SocketIo::builder()
@@ -106,6 +109,27 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         io,
         gateway,
     })
+}
+
+impl Mounted {
+    /// A clean stop: disconnects every socket (so their users' presence and typing end now,
+    /// not when the presence entries expire), waits for the disconnect handlers, then for the
+    /// bus to send on what they announced. Bounded: a few seconds at most.
+    pub async fn shutdown(&self) {
+        use std::sync::atomic::Ordering;
+        let sockets = self.io.sockets().len();
+        tracing::info!(sockets, "closing every socket");
+        self.io.close().await;
+        // The handlers are spawned by `close`; give them a moment to start, then wait.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.gateway.disconnecting.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        chat_shared::events::drain(self.gateway.core.events.as_ref(), Duration::from_secs(3)).await;
+    }
 }
 
 /// The standalone gateway's port: Socket.IO and its health endpoints, in the HTTP layers.

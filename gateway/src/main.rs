@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mounted = chat_gateway::mount(core, &settings).await?;
     let app = chat_gateway::router(&mounted, &settings);
+    let mounted = std::sync::Arc::new(mounted);
     let addr = SocketAddr::new(
         settings.host,
         settings.port.unwrap_or(chat_gateway::DEFAULT_PORT),
@@ -24,7 +25,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "chat-gateway listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            mounted.shutdown().await;
+        })
         .await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! REST API and Socket.IO on one port, on SQLite, with in-process bus, presence and limits:
 //! nothing to install.
 
-use chat_shared::app::{Core, Mode, mint_token, run_cli};
+use chat_shared::app::{Core, Mode, mint_token, run_cli, shutdown_signal};
 use std::net::SocketAddr;
 
 const DEFAULT_PORT: u16 = 8000;
@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let core = Core::build(&settings).await?;
     // One port: the REST API and Socket.IO, inside the same HTTP layers.
     let gateway = chat_gateway::mount(core.clone(), &settings).await?;
-    let app = chat_api::router_with(core, &settings, gateway.router);
+    let app = chat_api::router_with(core, &settings, gateway.router.clone());
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -41,6 +41,11 @@ async fn main() -> anyhow::Result<()> {
          API docs: http://{host}:{port}/api/v1/chat/docs\n",
         port = local.port()
     );
-    chat_api::serve(listener, app).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            gateway.shutdown().await;
+        })
+        .await?;
     Ok(())
 }

@@ -130,6 +130,23 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Events dropped since start because a queue was full.
     fn dropped(&self) -> u64;
+
+    /// Events handed over but not yet sent on (for a clean shutdown to wait on).
+    fn pending(&self) -> usize;
+}
+
+/// Waits until `bus` has sent on what it was given, at most `limit`.
+pub async fn drain(bus: &dyn EventBus, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while bus.pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if bus.pending() > 0 {
+        tracing::warn!(
+            pending = bus.pending(),
+            "shutting down with events not yet published"
+        );
+    }
 }
 
 /// Events waiting for the gateway's delivery loop, per process.
@@ -204,6 +221,10 @@ impl EventBus for LocalBus {
         self.delivering.load(Ordering::Relaxed)
     }
 
+    fn pending(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -229,6 +250,9 @@ impl EventBus for NoBus {
     }
     fn delivers(&self) -> bool {
         false
+    }
+    fn pending(&self) -> usize {
+        0
     }
     fn dropped(&self) -> u64 {
         0

@@ -54,6 +54,8 @@ struct Health {
     subscriber_started: AtomicBool,
     subscriber_up: AtomicBool,
     dropped: AtomicU64,
+    /// Queued or in a batch, not yet published.
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 pub struct RedisBus {
@@ -171,6 +173,8 @@ async fn publish_loop(
 ) {
     let mut conn: Option<ConnectionManager> = None;
     let mut batch: Vec<(String, String)> = Vec::new();
+    // Events taken off the queue for the current batch (some may not serialize).
+    let mut taken = 0usize;
     let mut backoff = Duration::from_millis(100);
     loop {
         if batch.is_empty() {
@@ -179,6 +183,7 @@ async fn publish_loop(
                 Ok(Some(first)) => {
                     let mut next = Some(first);
                     while let Some(e) = next.take() {
+                        taken += 1;
                         if let Some(body) = envelope(&e) {
                             batch.push((channel(&prefix, &e.audience), body));
                         }
@@ -214,6 +219,8 @@ async fn publish_loop(
         }
         match pipe.query_async::<()>(c).await {
             Ok(()) => {
+                health.pending.fetch_sub(taken, Ordering::Relaxed);
+                taken = 0;
                 batch.clear();
                 backoff = Duration::from_millis(100);
                 if !health.publisher_up.swap(true, Ordering::Relaxed) {
@@ -312,9 +319,13 @@ impl EventBus for RedisBus {
 
     fn publish(&self, events: Vec<Event>) {
         for event in events {
-            if let Err(mpsc::error::TrySendError::Full(event)) = self.publish_tx.try_send(event) {
-                let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(event = %event.name, dropped = n, "publish queue full: event dropped");
+            self.health.pending.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.publish_tx.try_send(event) {
+                self.health.pending.fetch_sub(1, Ordering::Relaxed);
+                if let mpsc::error::TrySendError::Full(event) = e {
+                    let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(event = %event.name, dropped = n, "publish queue full: event dropped");
+                }
             }
         }
     }
@@ -370,6 +381,10 @@ impl EventBus for RedisBus {
 
     fn delivers(&self) -> bool {
         self.health.subscriber_started.load(Ordering::Relaxed)
+    }
+
+    fn pending(&self) -> usize {
+        self.health.pending.load(Ordering::Relaxed)
     }
 
     fn dropped(&self) -> u64 {
