@@ -43,7 +43,7 @@ pub async fn authenticate(
         tracing::debug!(sid = %socket.id, error = %e, "handshake token refused");
         Unauthorized
     })?;
-    crate::handlers::register(&socket, &gateway, &caller);
+    crate::handlers::register(&socket, &gateway, &caller).await;
     // Presence is recorded before the client learns it is connected, so that its disconnect
     // always comes after: an "online" can never outlive its socket.
     let user = caller.id.as_str().to_owned();

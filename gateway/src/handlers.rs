@@ -57,12 +57,12 @@ struct Ctx {
     joined: Joined,
 }
 
-/// Puts an authenticated socket in its user's room and registers its handlers.
-pub fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
+/// Puts an authenticated socket in its user's room and registers its handlers. Returns once
+/// the user's events reach this replica.
+pub async fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     let user = caller.id.as_str();
     socket.extensions.insert(Joined::default());
     socket.join(user_room(user));
-    gateway.watch(&Audience::User(user.to_owned()));
 
     handle(socket, "join_conversation", join_conversation);
     handle(socket, "leave_conversation", leave_conversation);
@@ -71,6 +71,7 @@ pub fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     handle(socket, "typing_stop", typing_stop);
     handle(socket, "mark_as_read", mark_as_read);
     socket.on_disconnect(on_disconnect);
+    gateway.watch(&Audience::User(user.to_owned())).await;
 }
 
 /// Connect handler. Everything a socket needs was set up by the connect middleware, before
@@ -211,7 +212,8 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
         .await?;
     if ctx.joined.add(&id) {
         ctx.socket.join(conversation_room(&id));
-        ctx.gateway.watch(&Audience::Conversation(id));
+        // The ack promises typing from now on: only once the room's channel is subscribed.
+        ctx.gateway.watch(&Audience::Conversation(id)).await;
     }
     Ok(json!({ "conversation": conversation }))
 }

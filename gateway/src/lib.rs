@@ -190,8 +190,9 @@ impl Gateway {
         self.announce_status(user, true, last_seen).await;
     }
 
-    pub fn watch(&self, audience: &Audience) {
-        self.core.events.watch(audience);
+    /// Completes once events for `audience` reach this replica (see [`chat_shared::events::EventBus::watch`]).
+    pub async fn watch(&self, audience: &Audience) {
+        self.core.events.watch(audience).await;
     }
 
     pub fn unwatch(&self, audience: &Audience) {

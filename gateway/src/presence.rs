@@ -100,11 +100,14 @@ const LAST_SEEN_TTL_SECS: u64 = 90 * 24 * 3600;
 const SWEEP_BATCH: isize = 200;
 
 /// Registers a socket (or refreshes it): KEYS = the user's sockets, the index;
-/// ARGV = socket, expiry, now, user. Returns 1 when the user had no live socket before.
+/// ARGV = socket, expiry, now, user, key lifetime (ms). Returns 1 when the user had no live
+/// socket before. The user's key itself expires a while after its last refresh, so that
+/// nothing stays behind in Redis if every replica stops at once.
 const CONNECT: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local had = redis.call('ZCARD', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[4])
 if had == 0 then return 1 end
 return 0
@@ -179,6 +182,11 @@ impl RedisPresence {
         format!("{}:lastseen:{user}", self.prefix)
     }
 
+    /// Three presence lifetimes: long enough for any refresh, short enough to clean up.
+    fn key_lifetime_ms(&self) -> i64 {
+        3 * i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
     fn expiry(&self, now: Millis) -> i64 {
         now.0 + i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2)
     }
@@ -195,6 +203,7 @@ impl Presence for RedisPresence {
             .arg(self.expiry(now))
             .arg(now.0)
             .arg(user)
+            .arg(self.key_lifetime_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(first == 1)

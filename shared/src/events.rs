@@ -112,8 +112,11 @@ pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, events: Vec<Event>);
 
     /// This process has sockets for `audience` (counted: call [`EventBus::unwatch`] as often).
-    /// Only watched audiences reach [`EventBus::take_receiver`]'s stream.
-    fn watch(&self, audience: &Audience);
+    /// Only watched audiences reach [`EventBus::take_receiver`]'s stream. The returned future
+    /// completes once events for `audience` are actually flowing (Redis confirmed the
+    /// subscription), or when that cannot be known soon (Redis away): a caller that awaits it
+    /// before telling the client "joined" never promises events that cannot arrive yet.
+    fn watch(&self, audience: &Audience) -> Watched;
 
     /// The counterpart of [`EventBus::watch`].
     fn unwatch(&self, audience: &Audience);
@@ -147,6 +150,14 @@ pub async fn drain(bus: &dyn EventBus, limit: std::time::Duration) {
             "shutting down with events not yet published"
         );
     }
+}
+
+/// What [`EventBus::watch`] returns.
+pub type Watched = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A [`Watched`] that is already complete (in-process buses watch nothing).
+pub fn watched_now() -> Watched {
+    Box::pin(std::future::ready(()))
 }
 
 /// Events waiting for the gateway's delivery loop, per process.
@@ -203,7 +214,9 @@ impl EventBus for LocalBus {
         }
     }
 
-    fn watch(&self, _: &Audience) {}
+    fn watch(&self, _: &Audience) -> Watched {
+        watched_now()
+    }
 
     fn unwatch(&self, _: &Audience) {}
 
@@ -240,7 +253,9 @@ impl EventBus for NoBus {
         "none"
     }
     fn publish(&self, _: Vec<Event>) {}
-    fn watch(&self, _: &Audience) {}
+    fn watch(&self, _: &Audience) -> Watched {
+        watched_now()
+    }
     fn unwatch(&self, _: &Audience) {}
     fn take_receiver(&self) -> Option<mpsc::Receiver<Event>> {
         None

@@ -13,7 +13,7 @@
 //! the subscriber reconnects with backoff and resubscribes to every watched channel. Events
 //! published while the subscriber was away are not replayed; clients catch up through the API.
 
-use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus};
+use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus, Watched};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ const PUBLISH_BATCH: usize = 512;
 const IDLE_PING: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a watcher waits for Redis to confirm a subscription before going on without it.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// What travels on a channel: the event name, the excluded user and the payload as is.
 #[derive(Serialize, Deserialize)]
@@ -44,7 +46,8 @@ struct Envelope<'a> {
 }
 
 enum Control {
-    Subscribe(String),
+    /// Subscribe (again: Redis ignores a repeat) and say so once Redis confirmed.
+    Subscribe(String, tokio::sync::oneshot::Sender<()>),
     Unsubscribe(String),
 }
 
@@ -178,7 +181,14 @@ async fn publish_loop(
     let mut backoff = Duration::from_millis(100);
     loop {
         if batch.is_empty() {
-            match tokio::time::timeout(IDLE_PING, rx.recv()).await {
+            // Connected: wait for events, pinging when idle. Not connected: try now (the
+            // failure path backs off), so a replica is ready as soon as Redis answers.
+            let idle = if health.publisher_up.load(Ordering::Relaxed) {
+                IDLE_PING
+            } else {
+                Duration::ZERO
+            };
+            match tokio::time::timeout(idle, rx.recv()).await {
                 Ok(None) => return,
                 Ok(Some(first)) => {
                     let mut next = Some(first);
@@ -266,9 +276,14 @@ async fn subscribe_loop(
         };
         let (mut sink, mut stream) = pubsub.split();
         // The map is the truth: whatever was asked before now is in it.
+        let mut waiting = Vec::new();
         let channels: Vec<String> = {
             let Ok(map) = watched.lock() else { return };
-            while control.try_recv().is_ok() {}
+            while let Ok(ctl) = control.try_recv() {
+                if let Control::Subscribe(_, done) = ctl {
+                    waiting.push(done);
+                }
+            }
             map.keys().cloned().collect()
         };
         if !channels.is_empty()
@@ -278,6 +293,9 @@ async fn subscribe_loop(
             tokio::time::sleep(backoff).await;
             backoff = backoff_after(backoff);
             continue;
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
         backoff = Duration::from_millis(100);
         health.subscriber_up.store(true, Ordering::Relaxed);
@@ -297,7 +315,13 @@ async fn subscribe_loop(
                 ctl = control.recv() => {
                     let result = match ctl {
                         None => return,
-                        Some(Control::Subscribe(ch)) => sink.subscribe(ch).await,
+                        Some(Control::Subscribe(ch, done)) => {
+                            let result = sink.subscribe(ch).await;
+                            if result.is_ok() {
+                                let _ = done.send(());
+                            }
+                            result
+                        }
                         Some(Control::Unsubscribe(ch)) => sink.unsubscribe(ch).await,
                     };
                     if let Err(e) = result {
@@ -330,16 +354,19 @@ impl EventBus for RedisBus {
         }
     }
 
-    fn watch(&self, audience: &Audience) {
+    fn watch(&self, audience: &Audience) -> Watched {
         let ch = channel(&self.prefix, audience);
-        let Ok(mut map) = self.watched.lock() else {
-            return;
-        };
-        let n = map.entry(ch.clone()).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            let _ = self.control_tx.send(Control::Subscribe(ch));
+        let (done, confirmed) = tokio::sync::oneshot::channel();
+        if let Ok(mut map) = self.watched.lock() {
+            *map.entry(ch.clone()).or_insert(0) += 1;
+            // Sent for every watcher, not only the first: the first one's subscription may
+            // still be on its way, and this watcher must not go on before it is confirmed.
+            let _ = self.control_tx.send(Control::Subscribe(ch, done));
         }
+        Box::pin(async move {
+            // Dropped unanswered (Redis away: the resubscription will cover it) or slow: go on.
+            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, confirmed).await;
+        })
     }
 
     fn unwatch(&self, audience: &Audience) {
