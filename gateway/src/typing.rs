@@ -8,14 +8,24 @@ use chat_shared::wire::Typing as TypingPayload;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Who is typing where, on this replica.
 pub struct Typing {
     bus: Arc<dyn EventBus>,
     timeout: Duration,
-    /// (conversation, user) → (socket id, generation of its timer).
-    typing: Mutex<HashMap<(String, String), (String, u64)>>,
+    typing: Mutex<HashMap<(String, String), Entry>>,
     next_generation: std::sync::atomic::AtomicU64,
+}
+
+/// One user typing in one conversation.
+struct Entry {
+    /// The socket that is typing (its disconnect ends it).
+    socket: String,
+    /// When it ends unless re-armed.
+    deadline: Instant,
+    /// Tells this typing apart from a later one under the same key, for its timer.
+    generation: u64,
 }
 
 impl Typing {
@@ -28,38 +38,68 @@ impl Typing {
         })
     }
 
-    /// `typing_start`: announces a start unless already typing, and (re)arms the timeout.
+    /// `typing_start`: announces a start unless already typing, and pushes the deadline back.
+    /// Clients send it on every keystroke: a repeat only moves the deadline of the one timer.
     pub fn start(self: &Arc<Self>, conversation: &str, user: &str, socket: &str) {
-        let generation = self
-            .next_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = (conversation.to_owned(), user.to_owned());
-        let was_typing = match self.typing.lock() {
-            Ok(mut map) => map
-                .insert(key.clone(), (socket.to_owned(), generation))
-                .is_some(),
-            Err(_) => return,
-        };
-        if !was_typing {
-            self.announce(names::USER_TYPING_START, conversation, user);
-        }
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(this.timeout).await;
-            let expired = match this.typing.lock() {
-                Ok(mut map) => {
-                    let current = map.get(&key).is_some_and(|(_, g)| *g == generation);
-                    if current {
-                        map.remove(&key);
-                    }
-                    current
-                }
-                Err(_) => false,
+        let deadline = Instant::now() + self.timeout;
+        let started = {
+            let Ok(mut map) = self.typing.lock() else {
+                return;
             };
-            if expired {
-                this.announce(names::USER_TYPING_STOP, &key.0, &key.1);
+            match map.get_mut(&key) {
+                Some(entry) => {
+                    entry.deadline = deadline;
+                    entry.socket = socket.to_owned();
+                    None
+                }
+                None => {
+                    let generation = self
+                        .next_generation
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    map.insert(
+                        key.clone(),
+                        Entry {
+                            socket: socket.to_owned(),
+                            deadline,
+                            generation,
+                        },
+                    );
+                    Some(generation)
+                }
             }
-        });
+        };
+        let Some(generation) = started else {
+            return;
+        };
+        self.announce(names::USER_TYPING_START, conversation, user);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.expire(key, generation, deadline).await });
+    }
+
+    /// The timer of one typing: sleeps to the deadline, again while it was pushed back, and
+    /// announces the stop if the typing is still the same one when the deadline passes.
+    async fn expire(&self, key: (String, String), generation: u64, mut deadline: Instant) {
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            let Ok(mut map) = self.typing.lock() else {
+                return;
+            };
+            match map.get(&key) {
+                Some(entry) if entry.generation == generation => {
+                    if entry.deadline > deadline {
+                        deadline = entry.deadline;
+                        continue;
+                    }
+                    map.remove(&key);
+                }
+                // Stopped (or stopped and started again: that one has its own timer).
+                _ => return,
+            }
+            drop(map);
+            self.announce(names::USER_TYPING_STOP, &key.0, &key.1);
+            return;
+        }
     }
 
     /// `typing_stop`: announces the stop if the user was typing there.
@@ -79,7 +119,7 @@ impl Typing {
             Ok(mut map) => {
                 let keys: Vec<_> = map
                     .iter()
-                    .filter(|(_, (s, _))| s == socket)
+                    .filter(|(_, entry)| entry.socket == socket)
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in &keys {

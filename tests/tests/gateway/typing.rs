@@ -85,7 +85,29 @@ async fn typing_ends_by_itself_and_at_disconnect(app: TestApp) {
         started.elapsed() >= Duration::from_millis(600),
         "not before the timeout"
     );
-    // A start re-arms the timer; the typer's disconnect ends it at once.
+    // A repeated start pushes the end back: typing for 1.1 s with starts every 400 ms stays
+    // one typing, which ends a timeout after the last start.
+    let started = tokio::time::Instant::now();
+    for _ in 0..3 {
+        alice
+            .call("typing_start", json!({ "conversationId": conv }))
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    bob.expect_event("user_typing_start", |_| true).await;
+    bob.expect_event("user_typing_stop", |_| true).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(800 + 600),
+        "ended {:?} after the first start",
+        started.elapsed()
+    );
+    assert!(
+        bob.take_events("user_typing_start", Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "one start for the whole run"
+    );
+    // The typer's disconnect ends it at once.
     alice
         .call("typing_start", json!({ "conversationId": conv }))
         .await;
