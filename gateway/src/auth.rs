@@ -9,6 +9,9 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use std::fmt;
 use std::sync::Arc;
 
+/// How long a handshake waits for presence before going on without it.
+const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The authenticated user of a socket, in its extensions.
 #[derive(Debug, Clone)]
 pub struct SocketUser(pub Arc<Caller>);
@@ -44,21 +47,27 @@ pub async fn authenticate(
         Unauthorized
     })?;
     crate::handlers::register(&socket, &gateway, &caller).await;
-    // Presence is recorded before the client learns it is connected, so that its disconnect
-    // always comes after: an "online" can never outlive its socket.
     let user = caller.id.as_str().to_owned();
-    match gateway
-        .presence
-        .connected(&user, &socket.id.to_string(), gateway.now())
-        .await
-    {
-        Ok(true) => {
-            let gateway = gateway.clone();
-            tokio::spawn(async move { gateway.came_online(&user).await });
+    if let Ok(mut pending) = gateway.handshakes.lock() {
+        pending.insert(socket.id, (user.clone(), std::time::Instant::now()));
+    }
+    // Presence is recorded, and announced, before the client learns it is connected: its
+    // disconnect handler can only run after this, so "offline" always follows "online".
+    // Bounded: without Redis the socket works, and the presence loop records it later.
+    let recorded = tokio::time::timeout(PRESENCE_WAIT, async {
+        match gateway
+            .presence
+            .connected(&user, &socket.id.to_string(), gateway.now())
+            .await
+        {
+            Ok(true) => gateway.came_online(&user).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
         }
-        Ok(false) => {}
-        // The socket works without presence; the next refresh records it.
-        Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
+    })
+    .await;
+    if recorded.is_err() {
+        tracing::warn!(user, "presence not recorded in time");
     }
     socket.extensions.insert(SocketUser(Arc::new(caller)));
     Ok(())

@@ -21,30 +21,59 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-/// Conversations this socket joined (and so watches on the bus).
+/// Conversations this socket joined (and so watches on the bus). Closed by the disconnect
+/// handler: a join still in flight then adds nothing, so no watch outlives the socket.
 #[derive(Debug, Clone, Default)]
-pub struct Joined(pub Arc<Mutex<HashSet<String>>>);
+pub struct Joined(Arc<Mutex<JoinedState>>);
+
+#[derive(Debug, Default)]
+struct JoinedState {
+    conversations: HashSet<String>,
+    closed: bool,
+}
 
 impl Joined {
-    /// Records a join; `false` when already joined.
-    fn add(&self, conversation: &str) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|mut set| set.insert(conversation.to_owned()))
+    /// Records a join and runs `then` under the same lock when it is new; `None` once closed.
+    fn add<T>(&self, conversation: &str, then: impl FnOnce() -> T) -> Option<Option<T>> {
+        let mut state = self.0.lock().ok()?;
+        if state.closed {
+            return None;
+        }
+        Some(
+            state
+                .conversations
+                .insert(conversation.to_owned())
+                .then(then),
+        )
     }
 
-    fn remove(&self, conversation: &str) -> bool {
-        self.0.lock().is_ok_and(|mut set| set.remove(conversation))
+    /// Records a leave and runs `then` under the same lock when it was joined.
+    fn remove(&self, conversation: &str, then: impl FnOnce()) {
+        if let Ok(mut state) = self.0.lock()
+            && state.conversations.remove(conversation)
+        {
+            then();
+        }
     }
 
     fn contains(&self, conversation: &str) -> bool {
-        self.0.lock().is_ok_and(|set| set.contains(conversation))
-    }
-
-    fn take_all(&self) -> Vec<String> {
         self.0
             .lock()
-            .map(|mut set| set.drain().collect())
+            .is_ok_and(|state| state.conversations.contains(conversation))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.lock().map_or(true, |state| state.closed)
+    }
+
+    /// Closes the set and returns what was joined.
+    fn close(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut state| {
+                state.closed = true;
+                state.conversations.drain().collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -76,7 +105,15 @@ pub async fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
 
 /// Connect handler. Everything a socket needs was set up by the connect middleware, before
 /// the client learned it is connected; this only records the connection in the logs.
-pub async fn on_connect(socket: SocketRef, MaybeExtension(user): MaybeExtension<SocketUser>) {
+pub async fn on_connect(
+    socket: SocketRef,
+    State(gateway): State<Arc<Gateway>>,
+    MaybeExtension(user): MaybeExtension<SocketUser>,
+) {
+    // The handshake completed: from now on the disconnect handler undoes the setup.
+    if let Ok(mut pending) = gateway.handshakes.lock() {
+        pending.remove(&socket.id);
+    }
     if let Some(SocketUser(caller)) = user {
         tracing::debug!(user = caller.id.as_str(), sid = %socket.id, "socket connected");
     }
@@ -97,7 +134,7 @@ async fn on_disconnect(
     let sid = socket.id.to_string();
     tracing::debug!(user, sid, ?reason, "socket disconnected");
     gateway.typing.socket_gone(&sid);
-    for conversation in joined.unwrap_or_default().take_all() {
+    for conversation in joined.unwrap_or_default().close() {
         gateway.unwatch(&Audience::Conversation(conversation));
     }
     gateway.unwatch(&Audience::User(user.to_owned()));
@@ -120,7 +157,7 @@ impl Drop for Busy<'_> {
     }
 }
 
-async fn gone_offline(gateway: &Gateway, user: &str, sid: &str) {
+pub(crate) async fn gone_offline(gateway: &Gateway, user: &str, sid: &str) {
     let now = gateway.now();
     match gateway.presence.disconnected(user, sid, now).await {
         Ok(true) => gateway.announce_status(user, false, Some(now)).await,
@@ -210,10 +247,16 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
         .service
         .get_conversation(&ctx.caller, &id)
         .await?;
-    if ctx.joined.add(&id) {
+    let watched = ctx.joined.add(&id, || {
         ctx.socket.join(conversation_room(&id));
-        // The ack promises typing from now on: only once the room's channel is subscribed.
-        ctx.gateway.watch(&Audience::Conversation(id)).await;
+        ctx.gateway
+            .core
+            .events
+            .watch(&Audience::Conversation(id.clone()))
+    });
+    // The ack promises typing from now on: only once the room's channel is subscribed.
+    if let Some(Some(subscribed)) = watched {
+        subscribed.await;
     }
     Ok(json!({ "conversation": conversation }))
 }
@@ -228,10 +271,10 @@ async fn leave_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
             .check_participant(&ctx.caller, &id)
             .await?;
     }
-    if ctx.joined.remove(&id) {
+    ctx.joined.remove(&id, || {
         ctx.socket.leave(conversation_room(&id));
-        ctx.gateway.unwatch(&Audience::Conversation(id));
-    }
+        ctx.gateway.unwatch(&Audience::Conversation(id.clone()));
+    });
     Ok(json!({}))
 }
 
@@ -262,9 +305,12 @@ async fn typing_target(ctx: &Ctx, data: &Value) -> ChatResult<String> {
 
 async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
     let id = typing_target(&ctx, &data).await?;
-    ctx.gateway
-        .typing
-        .start(&id, ctx.caller.id.as_str(), &ctx.socket.id.to_string());
+    // A socket that disconnected while this was checked must not leave an indicator behind.
+    if !ctx.joined.is_closed() {
+        ctx.gateway
+            .typing
+            .start(&id, ctx.caller.id.as_str(), &ctx.socket.id.to_string());
+    }
     Ok(json!({}))
 }
 

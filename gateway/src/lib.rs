@@ -27,6 +27,7 @@ use chat_shared::wire::UserStatusChange;
 use presence::{LocalPresence, Presence, RedisPresence};
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Sid;
 use std::sync::Arc;
 use std::time::Duration;
 use typing::Typing;
@@ -54,6 +55,11 @@ pub struct Gateway {
     pub typing: Arc<Typing>,
     /// Disconnect handlers still running (a shutdown waits for them).
     pub(crate) disconnecting: std::sync::atomic::AtomicUsize,
+    /// Sockets set up by the connect middleware whose connect handler has not run yet. A
+    /// transport that dies during the handshake never gets a disconnect handler; these are
+    /// undone by the presence loop instead.
+    pub(crate) handshakes:
+        std::sync::Mutex<std::collections::HashMap<Sid, (String, std::time::Instant)>>,
 }
 
 /// A running gateway: its route (to merge into a router) and its Socket.IO handle.
@@ -82,6 +88,7 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         presence,
         typing,
         disconnecting: std::sync::atomic::AtomicUsize::new(0),
+        handshakes: std::sync::Mutex::default(),
     });
     let limit = settings.max_body_bytes;
     let (service, io) = SocketIo::builder()
@@ -120,10 +127,10 @@ impl Mounted {
         let sockets = self.io.sockets().len();
         tracing::info!(sockets, "closing every socket");
         self.io.close().await;
-        // The handlers are spawned by `close`; give them a moment to start, then wait.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.gateway.disconnecting.load(Ordering::Relaxed) > 0
+        // socketioxide removes a socket once its disconnect handler has finished.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while (!self.io.sockets().is_empty()
+            || self.gateway.disconnecting.load(Ordering::Relaxed) > 0)
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -190,9 +197,36 @@ impl Gateway {
         self.announce_status(user, true, last_seen).await;
     }
 
-    /// Completes once events for `audience` reach this replica (see [`chat_shared::events::EventBus::watch`]).
+    /// Completes once events for `audience` reach this replica (see
+    /// [`chat_shared::events::EventBus::watch`]).
     pub async fn watch(&self, audience: &Audience) {
         self.core.events.watch(audience).await;
+    }
+
+    /// Undoes what the connect middleware set up for sockets whose handshake never completed
+    /// (their connect handler did not run within a few seconds and they are gone).
+    async fn abandoned_handshakes(&self, io: &SocketIo) {
+        let stale: Vec<(Sid, String)> = match self.handshakes.lock() {
+            Ok(mut map) => {
+                let old: Vec<Sid> = map
+                    .iter()
+                    .filter(|(_, (_, at))| at.elapsed() > Duration::from_secs(10))
+                    .map(|(sid, _)| *sid)
+                    .collect();
+                old.into_iter()
+                    .filter_map(|sid| map.remove(&sid).map(|(user, _)| (sid, user)))
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        for (sid, user) in stale {
+            if io.get_socket(sid).is_some() {
+                continue;
+            }
+            tracing::debug!(user, %sid, "undoing a handshake that never completed");
+            self.unwatch(&Audience::User(user.clone()));
+            handlers::gone_offline(self, &user, &sid.to_string()).await;
+        }
     }
 
     pub fn unwatch(&self, audience: &Audience) {
@@ -200,29 +234,42 @@ impl Gateway {
     }
 }
 
-/// Refreshes this replica's sockets in the presence store and sweeps users whose replica
-/// died, announcing what changed.
+/// Refreshes this replica's sockets in the presence store, registers again those that went
+/// missing while still connected, undoes handshakes that never completed, and sweeps users
+/// whose replica died, announcing what changed.
 async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let sockets: Vec<(String, String)> = io
-            .sockets()
-            .into_iter()
+        let live = io.sockets();
+        let sockets: Vec<(String, String)> = live
+            .iter()
             .filter_map(|s| {
                 let user = s.extensions.get::<auth::SocketUser>()?;
                 Some((user.0.id.as_str().to_owned(), s.id.to_string()))
             })
             .collect();
         let now = gateway.now();
-        match gateway.presence.refresh(&sockets, now).await {
-            Ok(back) => {
-                for user in back {
-                    gateway.came_online(&user).await;
-                }
+        let refreshed = gateway.presence.refresh(&sockets, now).await;
+        for (user, sid) in refreshed.missing {
+            let still_connected = live
+                .iter()
+                .any(|s| s.id.to_string() == sid && s.connected());
+            if !still_connected {
+                continue;
             }
-            Err(e) => tracing::warn!(error = %e, "presence refresh failed"),
+            match gateway.presence.connected(&user, &sid, now).await {
+                Ok(true) => gateway.came_online(&user).await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(user, error = %e, "presence not recorded"),
+            }
+        }
+        gateway.abandoned_handshakes(&io).await;
+        // Sweep only with this replica's own sockets refreshed: after an outage, users of
+        // replicas that have not refreshed yet may still be swept (see docs/realtime.md).
+        if refreshed.errors > 0 {
+            continue;
         }
         match gateway.presence.sweep(now).await {
             Ok(gone) => {

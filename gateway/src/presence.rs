@@ -24,13 +24,12 @@ pub trait Presence: Send + Sync + 'static {
     /// `now` is their last seen).
     async fn disconnected(&self, user: &str, socket: &str, now: Millis) -> PresenceResult<bool>;
 
-    /// Keeps this replica's sockets alive. Returns the users who had been swept offline (this
-    /// replica stalled) and so came back online.
-    async fn refresh(
-        &self,
-        sockets: &[(String, String)],
-        now: Millis,
-    ) -> PresenceResult<Vec<String>>;
+    /// Keeps this replica's sockets alive. Only sockets still registered are refreshed (one
+    /// that disconnected meanwhile stays gone); those no longer registered (swept while this
+    /// replica stalled, or lost with Redis's data) come back in [`Refreshed::missing`], for the
+    /// caller to register again with [`Presence::connected`] if they are still connected.
+    /// Batches that fail are skipped, not retried: the next refresh covers them.
+    async fn refresh(&self, sockets: &[(String, String)], now: Millis) -> Refreshed;
 
     /// Takes offline the users whose sockets all expired (their replica died). Each such user
     /// is returned to exactly one caller, on one replica.
@@ -38,6 +37,15 @@ pub trait Presence: Send + Sync + 'static {
 
     /// The user's last disconnect, if any was recorded.
     async fn last_seen(&self, user: &str) -> PresenceResult<Option<Millis>>;
+}
+
+/// What a refresh found.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// `(user, socket)` pairs no longer registered.
+    pub missing: Vec<(String, String)>,
+    /// Batches that failed.
+    pub errors: usize,
 }
 
 /// Presence inside one process: nothing expires, because nothing can crash alone.
@@ -77,8 +85,8 @@ impl Presence for LocalPresence {
         Ok(true)
     }
 
-    async fn refresh(&self, _: &[(String, String)], _: Millis) -> PresenceResult<Vec<String>> {
-        Ok(Vec::new())
+    async fn refresh(&self, _: &[(String, String)], _: Millis) -> Refreshed {
+        Refreshed::default()
     }
 
     async fn sweep(&self, _: Millis) -> PresenceResult<Vec<String>> {
@@ -99,30 +107,38 @@ const LAST_SEEN_TTL_SECS: u64 = 90 * 24 * 3600;
 /// Users examined per sweep.
 const SWEEP_BATCH: isize = 200;
 
-/// Registers a socket (or refreshes it): KEYS = the user's sockets, the index;
-/// ARGV = socket, expiry, now, user, key lifetime (ms). Returns 1 when the user had no live
-/// socket before. The user's key itself expires a while after its last refresh, so that
-/// nothing stays behind in Redis if every replica stops at once.
+/// Registers a socket: KEYS = the user's sockets, the index; ARGV = socket, expiry, now,
+/// user, key lifetime (ms). Returns 1 when this put the user in the index: the index holds
+/// exactly the users announced online, so "online" and "offline" strictly alternate whoever
+/// announces them. The user's key expires a while after its last refresh, so that nothing
+/// stays behind if every replica stops at once.
 const CONNECT: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local had = redis.call('ZCARD', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[4])
-if had == 0 then return 1 end
-return 0
+return redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[4])
+";
+
+/// Refreshes a socket only if it is still registered: KEYS = the user's sockets, the index;
+/// ARGV = socket, expiry, user, key lifetime (ms). Returns 0 when it is not registered.
+const REFRESH: &str = r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[3])
+return 1
 ";
 
 /// Unregisters a socket: KEYS = the user's sockets, the index, last seen;
-/// ARGV = socket, now, user, last-seen ttl. Returns 1 when this removed the last live socket.
+/// ARGV = socket, now, user, last-seen ttl. Returns 1 when this took the user out of the
+/// index (their last live socket): announce "offline".
 const DISCONNECT: &str = r"
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
-  return 1
+  return redis.call('ZREM', KEYS[2], ARGV[3])
 end
 return 0
 ";
@@ -142,6 +158,11 @@ local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], newest[2], ARGV[2])
 return 0
 ";
+
+/// Sockets refreshed per round trip.
+const REFRESH_BATCH: usize = 500;
+/// Sweep batches per tick at most (a dead replica's users are taken offline over a few ticks).
+const SWEEP_ROUNDS: usize = 20;
 
 pub struct RedisPresence {
     conn: ConnectionManager,
@@ -224,46 +245,71 @@ impl Presence for RedisPresence {
         Ok(last == 1)
     }
 
-    async fn refresh(
-        &self,
-        sockets: &[(String, String)],
-        now: Millis,
-    ) -> PresenceResult<Vec<String>> {
-        let mut back = Vec::new();
-        for (user, socket) in sockets {
-            if self.connected(user, socket, now).await? {
-                back.push(user.clone());
+    async fn refresh(&self, sockets: &[(String, String)], now: Millis) -> Refreshed {
+        let mut conn = self.conn.clone();
+        let mut outcome = Refreshed::default();
+        for chunk in sockets.chunks(REFRESH_BATCH) {
+            let mut pipe = redis::pipe();
+            for (user, socket) in chunk {
+                pipe.cmd("EVAL")
+                    .arg(REFRESH)
+                    .arg(2)
+                    .arg(self.sockets_key(user))
+                    .arg(self.index_key())
+                    .arg(socket)
+                    .arg(self.expiry(now))
+                    .arg(user)
+                    .arg(self.key_lifetime_ms());
+            }
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                Ok(found) => outcome.missing.extend(
+                    chunk
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, f)| *f == 0)
+                        .map(|(pair, _)| pair.clone()),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, sockets = chunk.len(), "presence refresh failed");
+                    outcome.errors += 1;
+                }
             }
         }
-        Ok(back)
+        outcome
     }
 
     async fn sweep(&self, now: Millis) -> PresenceResult<Vec<String>> {
         let mut conn = self.conn.clone();
-        let due: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.index_key())
-            .arg("-inf")
-            .arg(now.0)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(SWEEP_BATCH)
-            .query_async(&mut conn)
-            .await?;
         let mut gone = Vec::new();
-        for user in due {
-            let offline: i64 = self
-                .expire
-                .key(self.sockets_key(&user))
-                .key(self.index_key())
-                .key(self.last_seen_key(&user))
+        for _ in 0..SWEEP_ROUNDS {
+            let due: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.index_key())
+                .arg("-inf")
                 .arg(now.0)
-                .arg(&user)
-                .arg(LAST_SEEN_TTL_SECS)
-                .invoke_async(&mut conn)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(SWEEP_BATCH)
+                .query_async(&mut conn)
                 .await?;
-            if offline == 1 {
-                gone.push(user);
+            let full = due.len() == usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX);
+            for user in due {
+                let offline: i64 = self
+                    .expire
+                    .key(self.sockets_key(&user))
+                    .key(self.index_key())
+                    .key(self.last_seen_key(&user))
+                    .arg(now.0)
+                    .arg(&user)
+                    .arg(LAST_SEEN_TTL_SECS)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if offline == 1 {
+                    gone.push(user);
+                }
+            }
+            if !full {
+                break;
             }
         }
         Ok(gone)

@@ -300,6 +300,9 @@ async fn subscribe_loop(
         backoff = Duration::from_millis(100);
         health.subscriber_up.store(true, Ordering::Relaxed);
         tracing::info!(channels = channels.len(), "redis subscriber connected");
+        let mut liveness = tokio::time::interval(IDLE_PING * 2);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        liveness.tick().await;
         loop {
             tokio::select! {
                 msg = stream.next() => {
@@ -313,19 +316,27 @@ async fn subscribe_loop(
                     }
                 }
                 ctl = control.recv() => {
-                    let result = match ctl {
-                        None => return,
-                        Some(Control::Subscribe(ch, done)) => {
-                            let result = sink.subscribe(ch).await;
-                            if result.is_ok() {
-                                let _ = done.send(());
-                            }
-                            result
+                    let Some(first) = ctl else { return };
+                    // Whatever else is queued goes in the same round trips (a reconnect storm
+                    // of sockets asks for thousands of channels at once).
+                    let mut batch = vec![first];
+                    while batch.len() < 1024 {
+                        match control.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
                         }
-                        Some(Control::Unsubscribe(ch)) => sink.unsubscribe(ch).await,
-                    };
-                    if let Err(e) = result {
+                    }
+                    if let Err(e) = apply(&mut sink, batch).await {
                         tracing::debug!(error = %e, "redis subscription change failed");
+                        break;
+                    }
+                }
+                _ = liveness.tick() => {
+                    // A connection that died silently (failover, a dropped NAT entry) never
+                    // ends the stream: ask, and reconnect when no answer comes.
+                    let alive = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!("redis subscriber connection does not answer");
                         break;
                     }
                 }
@@ -334,6 +345,37 @@ async fn subscribe_loop(
         health.subscriber_up.store(false, Ordering::Relaxed);
         tracing::warn!("redis subscription lost: reconnecting");
     }
+}
+
+/// Applies subscription changes in order, consecutive subscribes in one command each, and
+/// confirms them to their watchers.
+async fn apply(sink: &mut redis::aio::PubSubSink, batch: Vec<Control>) -> redis::RedisResult<()> {
+    let mut channels = Vec::new();
+    let mut confirms = Vec::new();
+    for control in batch {
+        match control {
+            Control::Subscribe(ch, done) => {
+                channels.push(ch);
+                confirms.push(done);
+            }
+            Control::Unsubscribe(ch) => {
+                if !channels.is_empty() {
+                    sink.subscribe(std::mem::take(&mut channels)).await?;
+                    for done in confirms.drain(..) {
+                        let _ = done.send(());
+                    }
+                }
+                sink.unsubscribe(ch).await?;
+            }
+        }
+    }
+    if !channels.is_empty() {
+        sink.subscribe(channels).await?;
+        for done in confirms {
+            let _ = done.send(());
+        }
+    }
+    Ok(())
 }
 
 impl EventBus for RedisBus {

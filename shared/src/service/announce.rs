@@ -3,6 +3,11 @@
 //! Every method here runs after the store has committed, and none of them fails the caller:
 //! the change happened, and a client that misses its event catches up through the API. A
 //! failed read of per-user data (a view, unread counts) is logged and that event skipped.
+//!
+//! Events whose payload is at hand are published at once, in the caller's order. Those that
+//! need more reads (unread counts, each user's view of a conversation) are published from a
+//! spawned task: an HTTP handler is dropped when its client goes away, and the announcement
+//! of a committed change must not go with it.
 
 use super::{ChatService, to_conversation, to_message};
 use crate::domain::Caller;
@@ -11,20 +16,50 @@ use crate::store::{MessageRecord, ParticipantRecord};
 use crate::wire::{Conversation, Message, MessagesRead, ReadState, UnreadCountUpdated};
 
 impl ChatService {
+    /// Runs the rest of an announcement on its own task.
+    fn in_background<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(ChatService) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let service = self.clone();
+        tokio::spawn(async move { work(service).await });
+    }
+
     /// `new_message` to every participant, then everyone's new unread counts.
-    pub(super) async fn announce_new_message(
+    pub(super) fn announce_new_message(
         &self,
         record: &MessageRecord,
         participants: &[ParticipantRecord],
     ) -> Message {
         let message = to_message(record, participants);
         self.announce_message(names::NEW_MESSAGE, &message, participants);
-        self.announce_unread(&record.conversation_id).await;
+        self.announce_unread(&record.conversation_id, None);
         message
     }
 
+    /// A new conversation: each participant's view, then its first message if any (in that
+    /// order, so that clients learn of the conversation before its messages).
+    pub(super) fn announce_created(&self, conversation_id: &str, first: Option<MessageRecord>) {
+        let conversation_id = conversation_id.to_owned();
+        self.in_background(move |service| async move {
+            service.conversation_views(&conversation_id, None).await;
+            if let Some(record) = first {
+                match service.store.participants(&conversation_id).await {
+                    Ok(participants) => {
+                        service.announce_new_message(&record, &participants);
+                    }
+                    Err(e) => {
+                        tracing::warn!(conversation = %conversation_id, error = %e, "new_message not announced");
+                    }
+                }
+            }
+        });
+    }
+
     /// A message event (`new_message`, `message_edited`, `message_deleted`) to every
-    /// participant, the payload serialized once.
+    /// participant who can see the message (not those who hid it with delete-for-me), the
+    /// payload serialized once.
     pub(super) fn announce_message(
         &self,
         name: &str,
@@ -32,49 +67,57 @@ impl ChatService {
         participants: &[ParticipantRecord],
     ) {
         self.events.publish(Event::to_users(
-            participants.iter().map(|p| p.user_id.as_str()),
+            participants
+                .iter()
+                .filter(|p| message.seq > p.hidden_seq())
+                .map(|p| p.user_id.as_str()),
             name,
             message,
         ));
     }
 
-    /// `unread_count_updated` to every participant of the conversation, each with their own
-    /// counts.
-    pub(super) async fn announce_unread(&self, conversation_id: &str) {
-        let counts = match self.store.unread_counts(conversation_id).await {
-            Ok(counts) => counts,
-            Err(e) => {
-                tracing::warn!(conversation = conversation_id, error = %e, "unread counts not announced");
-                return;
-            }
-        };
-        self.events.publish(
-            counts
-                .iter()
-                .filter_map(|c| {
-                    Event::to_user(
-                        &c.user_id,
-                        names::UNREAD_COUNT_UPDATED,
-                        &UnreadCountUpdated {
-                            conversation_id: conversation_id.to_owned(),
-                            unread_count: c.unread,
-                            total_unread: c.total,
-                        },
-                    )
-                })
-                .collect(),
-        );
+    /// `unread_count_updated` to every participant of the conversation (or to `only`), each
+    /// with their own counts.
+    pub(super) fn announce_unread(&self, conversation_id: &str, only: Option<&str>) {
+        let conversation_id = conversation_id.to_owned();
+        let only = only.map(str::to_owned);
+        self.in_background(move |service| async move {
+            let counts = match service.store.unread_counts(&conversation_id).await {
+                Ok(counts) => counts,
+                Err(e) => {
+                    tracing::warn!(conversation = %conversation_id, error = %e, "unread counts not announced");
+                    return;
+                }
+            };
+            service.events.publish(
+                counts
+                    .iter()
+                    .filter(|c| only.as_ref().is_none_or(|u| *u == c.user_id))
+                    .filter_map(|c| {
+                        Event::to_user(
+                            &c.user_id,
+                            names::UNREAD_COUNT_UPDATED,
+                            &UnreadCountUpdated {
+                                conversation_id: conversation_id.clone(),
+                                unread_count: c.unread,
+                                total_unread: c.total,
+                            },
+                        )
+                    })
+                    .collect(),
+            );
+        });
     }
 
     /// A moved read position: `messages_read` to every participant, and the reader's own
     /// `unread_count_updated`.
-    pub(super) async fn announce_read(
+    pub(super) fn announce_read(
         &self,
         caller: &Caller,
         state: &ReadState,
         participants: &[ParticipantRecord],
     ) {
-        let mut events = Event::to_users(
+        self.events.publish(Event::to_users(
             participants.iter().map(|p| p.user_id.as_str()),
             names::MESSAGES_READ,
             &MessagesRead {
@@ -83,25 +126,45 @@ impl ChatService {
                 last_read_seq: state.last_read_seq,
                 read_at: state.read_at,
             },
-        );
-        match self.store.unread_total(caller.id.as_str()).await {
-            Ok(total) => events.extend(Event::to_user(
-                caller.id.as_str(),
-                names::UNREAD_COUNT_UPDATED,
-                &UnreadCountUpdated {
-                    conversation_id: state.conversation_id.clone(),
-                    unread_count: state.unread_count,
-                    total_unread: total,
-                },
-            )),
-            Err(e) => tracing::warn!(error = %e, "unread total not announced"),
-        }
-        self.events.publish(events);
+        ));
+        let reader = caller.id.as_str().to_owned();
+        let update = UnreadCountUpdated {
+            conversation_id: state.conversation_id.clone(),
+            unread_count: state.unread_count,
+            total_unread: 0,
+        };
+        self.in_background(move |service| async move {
+            match service.store.unread_total(&reader).await {
+                Ok(total_unread) => service.events.publish(
+                    Event::to_user(
+                        &reader,
+                        names::UNREAD_COUNT_UPDATED,
+                        &UnreadCountUpdated {
+                            total_unread,
+                            ..update
+                        },
+                    )
+                    .into_iter()
+                    .collect(),
+                ),
+                Err(e) => tracing::warn!(error = %e, "unread total not announced"),
+            }
+        });
     }
 
     /// `conversation_updated` with each recipient's own view: to every participant, or to
     /// `only` (their own archive, mute or delete-for-me).
-    pub(super) async fn announce_conversation(&self, conversation_id: &str, only: Option<&str>) {
+    pub(super) fn announce_conversation(&self, conversation_id: &str, only: Option<&str>) {
+        let conversation_id = conversation_id.to_owned();
+        let only = only.map(str::to_owned);
+        self.in_background(move |service| async move {
+            service
+                .conversation_views(&conversation_id, only.as_deref())
+                .await;
+        });
+    }
+
+    async fn conversation_views(&self, conversation_id: &str, only: Option<&str>) {
         let users: Vec<String> = match only {
             Some(user) => vec![user.to_owned()],
             None => match self.store.participants(conversation_id).await {

@@ -179,23 +179,34 @@ impl ChatService {
             now: self.clock.now(),
         };
         let (id, created) = self.store.create_conversation(&new).await?;
-        if created {
-            self.announce_conversation(&id, None).await;
-        }
+        let mut first = None;
         if let Some(body) = initial {
-            self.limit(caller).await?;
-            let outcome = self
-                .insert(caller, &id, MessageType::Text, body, None, Vec::new(), None)
-                .await?;
-            match outcome {
-                InsertOutcome::Created(record) => {
-                    let participants = self.store.participants(&id).await?;
-                    self.announce_new_message(&record, &participants).await;
+            let sent = match self.limit(caller).await {
+                Ok(()) => {
+                    self.insert(caller, &id, MessageType::Text, body, None, Vec::new(), None)
+                        .await
                 }
-                InsertOutcome::Duplicate(_) => {}
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(InsertOutcome::Created(record)) => first = Some(record),
+                Ok(InsertOutcome::Duplicate(_)) => {}
                 // An existing conversation may be blocked: the question was not delivered.
-                InsertOutcome::Blocked => return Err(blocked()),
+                Ok(InsertOutcome::Blocked) => return Err(blocked()),
+                Err(e) => {
+                    // The conversation exists now whatever became of the message.
+                    if created {
+                        self.announce_created(&id, None);
+                    }
+                    return Err(e);
+                }
             }
+        }
+        if created {
+            self.announce_created(&id, first);
+        } else if let Some(record) = first {
+            let participants = self.store.participants(&id).await?;
+            self.announce_new_message(&record, &participants);
         }
         let conversation = self.get_conversation(caller, &id).await?;
         Ok((conversation, created))
@@ -408,7 +419,7 @@ impl ChatService {
             .await?;
         match outcome {
             InsertOutcome::Created(record) => {
-                let message = self.announce_new_message(&record, &participants).await;
+                let message = self.announce_new_message(&record, &participants);
                 Ok(Sent {
                     message,
                     created: true,
@@ -500,7 +511,7 @@ impl ChatService {
             unread_count: read.unread_count,
         };
         if read.moved {
-            self.announce_read(caller, &state, &participants).await;
+            self.announce_read(caller, &state, &participants);
         }
         Ok(state)
     }
@@ -549,8 +560,9 @@ impl ChatService {
         let participants = self.participants_for(caller, conversation_id).await?;
         member(&participants, caller)?;
         self.store.hide(conversation_id, caller.id.as_str()).await?;
-        self.announce_conversation(conversation_id, Some(caller.id.as_str()))
-            .await;
+        self.announce_conversation(conversation_id, Some(caller.id.as_str()));
+        // Delete-for-me reads everything: the user's badge changes.
+        self.announce_unread(conversation_id, Some(caller.id.as_str()));
         Ok(())
     }
 
@@ -591,7 +603,7 @@ impl ChatService {
                 self.clock.now(),
             )
             .await?;
-        self.announce_conversation(conversation_id, None).await;
+        self.announce_conversation(conversation_id, None);
         self.get_conversation(caller, conversation_id).await
     }
 
@@ -637,7 +649,7 @@ impl ChatService {
         if before.deleted_at.is_none() {
             self.announce_message(names::MESSAGE_DELETED, &message, &participants);
             // A deleted message no longer counts as unread.
-            self.announce_unread(&deleted.conversation_id).await;
+            self.announce_unread(&deleted.conversation_id, None);
         }
         Ok(message)
     }

@@ -264,3 +264,42 @@ async fn conversation_updates_go_to_the_right_users(app: TestApp) {
             .is_empty()
     );
 }
+
+both_backends! {
+    deleted_for_me_means_no_more_events_about_hidden_messages,
+}
+
+async fn deleted_for_me_means_no_more_events_about_hidden_messages(app: TestApp) {
+    let conv = app.user("u_alice").conversation_with("u_bob").await;
+    let old = app.user("u_alice").say(&conv, "old").await;
+    let mut alice = app.socket("u_alice").await;
+    let mut bob = app.socket("u_bob").await;
+    let _ = bob.take_events("unread_count_updated", SETTLE).await;
+    app.user("u_bob")
+        .delete_conversation(&conv)
+        .await
+        .assert_status(204);
+    // Bob's own view and badge change.
+    bob.expect_event("conversation_updated", |c| c["id"] == json!(conv))
+        .await;
+    bob.expect_event("unread_count_updated", |u| {
+        u["conversationId"] == json!(conv)
+            && u["unreadCount"] == json!(0)
+            && u["totalUnread"] == json!(0)
+    })
+    .await;
+    // An edit of a message bob hid reaches alice only.
+    let id = old["id"].as_str().unwrap();
+    app.user("u_alice")
+        .edit_message(id, json!({ "content": "old, edited" }))
+        .await
+        .assert_status(200);
+    alice
+        .expect_event("message_edited", |m| m["id"] == json!(id))
+        .await;
+    assert!(bob.take_events("message_edited", SETTLE).await.is_empty());
+    // A new message brings the conversation back to bob.
+    let new = app.user("u_alice").say(&conv, "new").await;
+    bob.expect_event("new_message", |m| m["id"] == new["id"])
+        .await;
+}

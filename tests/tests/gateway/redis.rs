@@ -192,3 +192,81 @@ async fn delivery_recovers_after_a_redis_restart() {
     late.expect_event("new_message", |m| m["content"] == json!("last"))
         .await;
 }
+
+/// The presence store's transitions, with the clock passed in: "online" and "offline"
+/// strictly alternate, a refresh never brings back a socket that disconnected, and a dead
+/// replica's users are taken offline by exactly one sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_transitions_alternate_and_expire() {
+    use chat_gateway::presence::{Presence, RedisPresence};
+    use chat_shared::time::Millis;
+    let Some(url) = shared() else { return };
+    let ttl = Duration::from_secs(3);
+    let presence = RedisPresence::connect(&url, &unique_prefix(), ttl)
+        .await
+        .unwrap();
+    let t = |ms: i64| Millis(1_000_000 + ms);
+    let pair = |u: &str, s: &str| (u.to_owned(), s.to_owned());
+
+    // Two sockets: one online, one offline.
+    assert!(presence.connected("ann", "s1", t(0)).await.unwrap());
+    assert!(!presence.connected("ann", "s2", t(10)).await.unwrap());
+    assert!(!presence.disconnected("ann", "s1", t(20)).await.unwrap());
+    // A refresh taken before s1's disconnect does not bring it back.
+    let refreshed = presence
+        .refresh(&[pair("ann", "s1"), pair("ann", "s2")], t(30))
+        .await;
+    assert_eq!(refreshed.missing, vec![pair("ann", "s1")]);
+    assert_eq!(refreshed.errors, 0);
+    assert!(
+        presence.disconnected("ann", "s2", t(40)).await.unwrap(),
+        "last socket: offline"
+    );
+    assert!(
+        !presence.disconnected("ann", "s2", t(50)).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(presence.last_seen("ann").await.unwrap(), Some(t(40)));
+    assert!(
+        presence.connected("ann", "s3", t(60)).await.unwrap(),
+        "online again"
+    );
+
+    // A replica dies with bob's socket: nothing refreshes it, and one sweep takes him offline.
+    assert!(presence.connected("bob", "b1", t(0)).await.unwrap());
+    assert!(
+        presence.sweep(t(2_000)).await.unwrap().is_empty(),
+        "not expired yet"
+    );
+    // ann's socket is refreshed meanwhile and stays.
+    assert!(
+        presence
+            .refresh(&[pair("ann", "s3")], t(2_500))
+            .await
+            .missing
+            .is_empty()
+    );
+    let gone = presence.sweep(t(3_100)).await.unwrap();
+    assert_eq!(gone, vec!["bob".to_owned()]);
+    assert!(
+        presence.sweep(t(3_200)).await.unwrap().is_empty(),
+        "exactly one sweep announces it"
+    );
+    assert!(
+        !presence.disconnected("bob", "b1", t(3_300)).await.unwrap(),
+        "no second offline"
+    );
+    assert_eq!(presence.last_seen("bob").await.unwrap(), Some(t(3_100)));
+    // A refresh of the dead socket finds it missing; the caller decides whether it lives.
+    assert_eq!(
+        presence
+            .refresh(&[pair("bob", "b1")], t(3_400))
+            .await
+            .missing,
+        vec![pair("bob", "b1")]
+    );
+    // While a user has no live socket but has not been swept yet, a new socket is no new
+    // "online": contacts were never told "offline".
+    assert!(presence.connected("cid", "c1", t(0)).await.unwrap());
+    assert!(!presence.connected("cid", "c2", t(5_000)).await.unwrap());
+}
