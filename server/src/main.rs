@@ -32,12 +32,13 @@ async fn main() -> anyhow::Result<()> {
         "user",
         86_400,
     )?;
-    tracing::info!(addr = %local, "chat listening (embedded: SQLite, in-process bus)");
+    tracing::info!(addr = %local, "chat listening (embedded: REST and Socket.IO, SQLite, in-process bus)");
     // Printed, not logged: a block to copy from, whatever the log format.
     eprintln!(
         "\n  Chat is up on http://{host}:{port}\n  \
          Try it:  curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/chat/conversations\n  \
          Tokens:  cargo run --release -- token <user-id>\n  \
+         Socket.IO: io(\"http://{host}:{port}\", {{ auth: {{ token }} }})  (events: docs/events.md)\n  \
          API docs: http://{host}:{port}/api/v1/chat/docs\n",
         port = local.port()
     );
