@@ -13,6 +13,7 @@
 //! processes; their logs go to a temporary directory whose tails are printed on failure.
 //! A leg that ran and passed prints `e2e leg <leg>: passed` (CI greps for it).
 //!
+//! Without Node.js both legs print `SKIP e2e <leg> leg: …` (and fail with `REQUIRE_E2E=1`).
 //! Environment: `SKIP_E2E=1` skips both legs; `E2E_BIN_DIR` uses prebuilt binaries from that
 //! directory instead of building; `E2E_TIMEOUT_SECS` (default 300) bounds one node run.
 
@@ -143,10 +144,27 @@ fn run_leg(leg: &str, db: &TestDb, extra_env: &[(&str, String)]) {
     }
 }
 
-/// `SKIP_E2E=1`: prints why and skips.
+/// `SKIP_E2E=1`, or no Node.js on this machine: prints why and skips (with `REQUIRE_E2E=1`,
+/// as in CI, a missing Node.js fails instead).
 fn skipped(leg: &str) -> bool {
     if std::env::var("SKIP_E2E").as_deref() == Ok("1") {
         say(&format!("SKIP e2e {leg} leg: SKIP_E2E=1"));
+        return true;
+    }
+    let has_node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_node {
+        assert!(
+            std::env::var("REQUIRE_E2E").as_deref() != Ok("1"),
+            "REQUIRE_E2E=1 but node cannot be run: the e2e suite needs Node.js 20 or newer"
+        );
+        say(&format!(
+            "SKIP e2e {leg} leg: node is not installed (the suite needs Node.js 20 or newer)"
+        ));
         return true;
     }
     false
