@@ -58,13 +58,47 @@ pub fn shared() -> Option<String> {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A key and channel prefix no other test uses.
-pub fn unique_prefix() -> String {
-    format!(
-        "t{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// A key and channel prefix no other test uses, on the Redis at `url`; its keys (presence,
+/// last-seen times that would live for 90 days) are deleted when it is dropped.
+pub struct Prefix {
+    pub name: String,
+    url: String,
+}
+
+impl std::ops::Deref for Prefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+pub fn unique_prefix(url: &str) -> Prefix {
+    Prefix {
+        name: format!(
+            "t{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        url: url.to_owned(),
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.name))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
 }
 
 /// A private `redis-server` on a free port; killed on drop.

@@ -4,13 +4,15 @@
 
 use chat_tests::app::TestApp;
 use chat_tests::db::Backend;
-use chat_tests::redis::{PrivateRedis, shared, unique_prefix};
+use chat_tests::redis::{Prefix, PrivateRedis, shared, unique_prefix};
 use chat_tests::sio::SioClient;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn replicas(backend: Backend, redis_url: &str) -> Option<(TestApp, TestApp)> {
-    let prefix = unique_prefix();
+/// Two replicas on one database and one Redis, and the Redis prefix they use (its keys go
+/// when it is dropped, after the replicas).
+async fn replicas(backend: Backend, redis_url: &str) -> Option<(TestApp, TestApp, Prefix)> {
+    let prefix = unique_prefix(redis_url);
     let flags = [
         "--redis-url",
         redis_url,
@@ -21,7 +23,7 @@ async fn replicas(backend: Backend, redis_url: &str) -> Option<(TestApp, TestApp
     ];
     let first = TestApp::spawn_with(backend, &flags).await?;
     let second = first.replica(&flags).await;
-    Some((first, second))
+    Some((first, second, prefix))
 }
 
 async fn wait_ready(app: &TestApp) {
@@ -47,7 +49,7 @@ async fn wait_ready(app: &TestApp) {
 
 async fn events_cross_replicas(backend: Backend) {
     let Some(url) = shared() else { return };
-    let Some((one, two)) = replicas(backend, &url).await else {
+    let Some((one, two, _prefix)) = replicas(backend, &url).await else {
         return;
     };
     wait_ready(&one).await;
@@ -116,7 +118,7 @@ async fn delivery_recovers_after_a_redis_restart() {
     let Some(mut redis) = PrivateRedis::start() else {
         return;
     };
-    let Some((one, two)) = replicas(Backend::Sqlite, &redis.url()).await else {
+    let Some((one, two, _prefix)) = replicas(Backend::Sqlite, &redis.url()).await else {
         return;
     };
     wait_ready(&one).await;
@@ -202,9 +204,8 @@ async fn presence_transitions_alternate_and_expire() {
     use chat_shared::time::Millis;
     let Some(url) = shared() else { return };
     let ttl = Duration::from_secs(3);
-    let presence = RedisPresence::connect(&url, &unique_prefix(), ttl)
-        .await
-        .unwrap();
+    let prefix = unique_prefix(&url);
+    let presence = RedisPresence::connect(&url, &prefix, ttl).await.unwrap();
     let t = |ms: i64| Millis(1_000_000 + ms);
     let pair = |u: &str, s: &str| (u.to_owned(), s.to_owned());
 
