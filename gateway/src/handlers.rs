@@ -262,15 +262,7 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
 }
 
 async fn leave_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
-    let id = conversation_ref(&data)?.conversation_id;
-    if !ctx.joined.contains(&id) {
-        // Not joined here: still answer a stranger as REST would.
-        ctx.gateway
-            .core
-            .service
-            .check_participant(&ctx.caller, &id)
-            .await?;
-    }
+    let id = member_conversation(&ctx, &data).await?;
     ctx.joined.remove(&id, || {
         ctx.socket.leave(conversation_room(&id));
         ctx.gateway.unwatch(&Audience::Conversation(id.clone()));
@@ -290,8 +282,9 @@ async fn send_message(ctx: Ctx, data: Value) -> ChatResult<Value> {
     Ok(json!({ "message": sent.message, "duplicate": !sent.created }))
 }
 
-/// Typing is allowed in a joined conversation, or after a participant check.
-async fn typing_target(ctx: &Ctx, data: &Value) -> ChatResult<String> {
+/// The payload's conversation, which the user must be in: known for a conversation this
+/// socket joined, checked otherwise (a stranger gets `not_found`, as from REST).
+async fn member_conversation(ctx: &Ctx, data: &Value) -> ChatResult<String> {
     let id = conversation_ref(data)?.conversation_id;
     if !ctx.joined.contains(&id) {
         ctx.gateway
@@ -304,7 +297,7 @@ async fn typing_target(ctx: &Ctx, data: &Value) -> ChatResult<String> {
 }
 
 async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
-    let id = typing_target(&ctx, &data).await?;
+    let id = member_conversation(&ctx, &data).await?;
     // A socket that disconnected while this was checked must not leave an indicator behind.
     if !ctx.joined.is_closed() {
         ctx.gateway
@@ -315,7 +308,7 @@ async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
 }
 
 async fn typing_stop(ctx: Ctx, data: Value) -> ChatResult<Value> {
-    let id = typing_target(&ctx, &data).await?;
+    let id = member_conversation(&ctx, &data).await?;
     ctx.gateway.typing.stop(&id, ctx.caller.id.as_str());
     Ok(json!({}))
 }
