@@ -603,7 +603,13 @@ impl ChatService {
                 self.clock.now(),
             )
             .await?;
-        self.announce_conversation(conversation_id, None);
+        let changed = title
+            .as_ref()
+            .is_some_and(|t| view.conversation.title.as_ref() != Some(t))
+            || blocked.is_some_and(|b| b != view.conversation.blocked);
+        if changed {
+            self.announce_conversation(conversation_id, None);
+        }
         self.get_conversation(caller, conversation_id).await
     }
 

@@ -257,6 +257,17 @@ async fn conversation_updates_go_to_the_right_users(app: TestApp) {
         (a["archived"].clone(), b["archived"].clone()),
         (json!(false), json!(true))
     );
+    // A PATCH that changes nothing announces nothing.
+    app.user("u_alice")
+        .update_conversation(&conv, json!({ "title": "Renamed", "blocked": false }))
+        .await
+        .assert_status(200);
+    assert!(
+        alice
+            .take_events("conversation_updated", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
     assert!(
         carol
             .take_events("conversation_updated", Duration::from_millis(200))
