@@ -258,7 +258,23 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
     if let Some(Some(subscribed)) = watched {
         subscribed.await;
     }
-    Ok(json!({ "conversation": conversation }))
+    // Who is online now, so that a client can show it before any `user_status_change`.
+    let others: Vec<String> = conversation
+        .participants
+        .iter()
+        .filter(|p| p.as_str() != ctx.caller.id.as_str())
+        .cloned()
+        .collect();
+    let online = ctx
+        .gateway
+        .presence
+        .online(&others)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "presence unavailable for join_conversation");
+            Vec::new()
+        });
+    Ok(json!({ "conversation": conversation, "online": online }))
 }
 
 async fn leave_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {

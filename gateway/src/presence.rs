@@ -37,6 +37,9 @@ pub trait Presence: Send + Sync + 'static {
 
     /// The user's last disconnect, if any was recorded.
     async fn last_seen(&self, user: &str) -> PresenceResult<Option<Millis>>;
+
+    /// Which of `users` are online, as last announced to their contacts.
+    async fn online(&self, users: &[String]) -> PresenceResult<Vec<String>>;
 }
 
 /// What a refresh found.
@@ -99,6 +102,20 @@ impl Presence for LocalPresence {
             .lock()
             .ok()
             .and_then(|s| s.last_seen.get(user).copied()))
+    }
+
+    async fn online(&self, users: &[String]) -> PresenceResult<Vec<String>> {
+        Ok(self
+            .state
+            .lock()
+            .map(|s| {
+                users
+                    .iter()
+                    .filter(|u| s.sockets.contains_key(*u))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -321,5 +338,23 @@ impl Presence for RedisPresence {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(at.map(Millis))
+    }
+
+    async fn online(&self, users: &[String]) -> PresenceResult<Vec<String>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The index holds exactly the users announced online.
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.index_key())
+            .arg(users)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(users
+            .iter()
+            .zip(scores)
+            .filter(|(_, score)| score.is_some())
+            .map(|(user, _)| user.clone())
+            .collect())
     }
 }

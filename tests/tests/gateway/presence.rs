@@ -13,8 +13,19 @@ async fn status_changes_reach_contacts_only(app: TestApp) {
     let mut alice = app.socket("u_alice").await;
     let mut stranger = app.socket("u_stranger").await;
 
+    let conv = app.user("u_alice").conversation_with("u_bob").await;
+    let ack = alice
+        .call("join_conversation", json!({ "conversationId": conv }))
+        .await;
+    assert_eq!(ack["online"], json!([]), "nobody else is online: {ack}");
+
     let bob = app.socket("u_bob").await;
     let online = alice.expect_event("user_status_change", |_| true).await;
+    // Joining tells who is online now.
+    let ack = alice
+        .call("join_conversation", json!({ "conversationId": conv }))
+        .await;
+    assert_eq!(ack["online"], json!(["u_bob"]), "{ack}");
     assert_eq!(
         (online["userId"].clone(), online["status"].clone()),
         (json!("u_bob"), json!("online"))
@@ -35,6 +46,10 @@ async fn status_changes_reach_contacts_only(app: TestApp) {
     let offline = alice.expect_event("user_status_change", |_| true).await;
     assert_eq!(offline["status"], json!("offline"));
     let last_seen = offline["lastSeen"].as_str().expect("lastSeen").to_owned();
+    let ack = alice
+        .call("join_conversation", json!({ "conversationId": conv }))
+        .await;
+    assert_eq!(ack["online"], json!([]), "bob left: {ack}");
 
     let _bob = app.socket("u_bob").await;
     let again = alice.expect_event("user_status_change", |_| true).await;

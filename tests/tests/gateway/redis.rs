@@ -232,6 +232,11 @@ async fn presence_transitions_alternate_and_expire() {
         presence.connected("ann", "s3", t(60)).await.unwrap(),
         "online again"
     );
+    let users = ["ann".to_owned(), "nobody".to_owned()];
+    assert_eq!(
+        presence.online(&users).await.unwrap(),
+        vec!["ann".to_owned()]
+    );
 
     // A replica dies with bob's socket: nothing refreshes it, and one sweep takes him offline.
     assert!(presence.connected("bob", "b1", t(0)).await.unwrap());
@@ -249,6 +254,13 @@ async fn presence_transitions_alternate_and_expire() {
     );
     let gone = presence.sweep(t(3_100)).await.unwrap();
     assert_eq!(gone, vec!["bob".to_owned()]);
+    assert!(
+        presence
+            .online(&["bob".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         presence.sweep(t(3_200)).await.unwrap().is_empty(),
         "exactly one sweep announces it"
