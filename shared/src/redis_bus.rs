@@ -35,14 +35,54 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a watcher waits for Redis to confirm a subscription before going on without it.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
-/// What travels on a channel: the event name, the excluded user and the payload as is.
+/// What travels on a channel: the event name, the excluded user, the payload as is, and the
+/// event's id (its publisher and that publisher's sequence number), by which a subscriber
+/// drops the second copy of a batch that was published again after a failure.
 #[derive(Serialize, Deserialize)]
 struct Envelope<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<EventId>,
     e: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     x: Option<&'a str>,
     #[serde(borrow)]
     d: &'a RawValue,
+}
+
+/// `(publisher, sequence)`: unique per event across processes.
+type EventId = (u64, u64);
+
+/// Ids of the events seen lately, to drop republished copies.
+struct Recent {
+    seen: std::collections::HashSet<EventId>,
+    order: std::collections::VecDeque<EventId>,
+}
+
+impl Recent {
+    /// A retried batch holds at most `PUBLISH_BATCH` events, published again soon after: a
+    /// window many batches wide catches every copy.
+    const WINDOW: usize = 32 * PUBLISH_BATCH;
+
+    fn new() -> Self {
+        Self {
+            seen: std::collections::HashSet::with_capacity(Self::WINDOW),
+            order: std::collections::VecDeque::with_capacity(Self::WINDOW),
+        }
+    }
+
+    /// `true` the first time `id` is seen.
+    fn first_time(&mut self, id: EventId) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::WINDOW
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
 }
 
 enum Control {
@@ -119,7 +159,7 @@ fn audience(prefix: &str, channel: &str) -> Option<Audience> {
     }
 }
 
-fn envelope(event: &Event) -> Option<String> {
+fn envelope(event: &Event, id: EventId) -> Option<String> {
     let d = match RawValue::from_string(event.payload.to_string()) {
         Ok(d) => d,
         Err(e) => {
@@ -128,6 +168,7 @@ fn envelope(event: &Event) -> Option<String> {
         }
     };
     serde_json::to_string(&Envelope {
+        i: Some(id),
         e: &event.name,
         x: event.except_user.as_deref(),
         d: &d,
@@ -135,7 +176,7 @@ fn envelope(event: &Event) -> Option<String> {
     .ok()
 }
 
-fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<Event> {
+fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<(Event, Option<EventId>)> {
     let audience = audience(prefix, channel)?;
     let envelope: Envelope<'_> = match serde_json::from_slice(payload) {
         Ok(e) => e,
@@ -144,12 +185,13 @@ fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<Event> {
             return None;
         }
     };
-    Some(Event {
+    let event = Event {
         audience,
         name: envelope.e.to_owned(),
         payload: envelope.d.get().into(),
         except_user: envelope.x.map(str::to_owned),
-    })
+    };
+    Some((event, envelope.i))
 }
 
 fn backoff_after(current: Duration) -> Duration {
@@ -178,6 +220,8 @@ async fn publish_loop(
     let mut batch: Vec<(String, String)> = Vec::new();
     // Events taken off the queue for the current batch (some may not serialize).
     let mut taken = 0usize;
+    let publisher: u64 = rand::random();
+    let mut sequence = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
         if batch.is_empty() {
@@ -194,7 +238,8 @@ async fn publish_loop(
                     let mut next = Some(first);
                     while let Some(e) = next.take() {
                         taken += 1;
-                        if let Some(body) = envelope(&e) {
+                        sequence += 1;
+                        if let Some(body) = envelope(&e, (publisher, sequence)) {
                             batch.push((channel(&prefix, &e.audience), body));
                         }
                         if batch.len() < PUBLISH_BATCH {
@@ -259,6 +304,8 @@ async fn subscribe_loop(
     health: Arc<Health>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Kept across reconnects: a batch is republished exactly around them.
+    let mut recent = Recent::new();
     loop {
         let pubsub = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
@@ -307,9 +354,13 @@ async fn subscribe_loop(
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
-                    let Some(event) = decode(&prefix, msg.get_channel_name(), msg.get_payload_bytes()) else {
+                    let Some((event, id)) = decode(&prefix, msg.get_channel_name(), msg.get_payload_bytes()) else {
                         continue;
                     };
+                    if id.is_some_and(|id| !recent.first_time(id)) {
+                        tracing::debug!(event = %event.name, "dropping a republished event");
+                        continue;
+                    }
                     if let Err(mpsc::error::TrySendError::Full(event)) = deliver.try_send(event) {
                         let n = health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                         tracing::warn!(event = %event.name, dropped = n, "delivery queue full: event dropped");
@@ -486,9 +537,28 @@ mod tests {
             Some("u1"),
         )
         .expect("event");
-        let body = envelope(&event).expect("envelope");
+        let body = envelope(&event, (7, 42)).expect("envelope");
         let back = decode("chat", "chat:c:c1", body.as_bytes()).expect("decodes");
-        assert_eq!(back, event);
+        assert_eq!(back, (event, Some((7, 42))));
         assert!(decode("chat", "chat:c:c1", b"not json").is_none());
+    }
+
+    #[test]
+    fn republished_events_are_dropped_within_the_window() {
+        let mut recent = Recent::new();
+        assert!(recent.first_time((1, 1)));
+        assert!(!recent.first_time((1, 1)), "the second copy");
+        assert!(recent.first_time((2, 1)), "another publisher's event 1");
+        for n in 2..=Recent::WINDOW as u64 + 1 {
+            assert!(recent.first_time((1, n)));
+        }
+        assert!(
+            !recent.first_time((1, Recent::WINDOW as u64)),
+            "still in the window"
+        );
+        assert!(
+            recent.first_time((1, 1)),
+            "forgotten once out of the window"
+        );
     }
 }
