@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers and wire types, and an interactive
-//! page to read it (Scalar: its assets are compiled in, nothing is fetched at build time).
+//! page to read it (Scalar: nothing is fetched at build time; the page loads Scalar's script from
+//! its CDN when a browser opens it).
 
 use crate::problem::Problem;
 use crate::{AppState, routes};

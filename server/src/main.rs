@@ -24,19 +24,26 @@ async fn main() -> anyhow::Result<()> {
     } else {
         local.ip().to_string()
     };
-    // A line that works as printed: a fresh token for a demo user and the inbox endpoint.
-    let token = mint_token(
+    tracing::info!(addr = %local, "chat listening (embedded: REST and Socket.IO, SQLite, in-process bus)");
+    // Printed, not logged: a block to copy from, whatever the log format. With a secret, a
+    // line that works as printed (a fresh token for a demo user and the inbox); with only a
+    // public key (RS256/ES256) tokens come from the platform.
+    let try_it = match mint_token(
         &settings,
         "u_alice",
         Some("Alice".to_owned()),
         "user",
         86_400,
-    )?;
-    tracing::info!(addr = %local, "chat listening (embedded: REST and Socket.IO, SQLite, in-process bus)");
-    // Printed, not logged: a block to copy from, whatever the log format.
+    ) {
+        Ok(token) => format!(
+            "curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/chat/conversations",
+            port = local.port()
+        ),
+        Err(_) => "send a token signed by your platform's key (JWT_PUBLIC_KEY)".to_owned(),
+    };
     eprintln!(
         "\n  Chat is up on http://{host}:{port}\n  \
-         Try it:  curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/chat/conversations\n  \
+         Try it:  {try_it}\n  \
          Tokens:  cargo run --release -- token <user-id>\n  \
          Socket.IO: io(\"http://{host}:{port}\", {{ auth: {{ token }} }})  (events: docs/events.md)\n  \
          API docs: http://{host}:{port}/api/v1/chat/docs\n",

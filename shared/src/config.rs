@@ -54,7 +54,7 @@ pub struct Settings {
     /// Database connections per process.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
-    /// Redis for the event bus, presence and limits across replicas (scaled mode).
+    /// Redis for the event bus and presence across replicas (scaled mode).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel, so several deployments can share one Redis.
@@ -95,7 +95,8 @@ pub struct Settings {
     /// Maximum REST body (and socket packet), bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// Messages a user may send per window, REST and socket together.
+    /// Messages a user may send in any window-long span, REST and socket together (per
+    /// process for now).
     #[arg(long, env = "RATE_LIMIT_MESSAGES", default_value_t = 20)]
     pub rate_limit_messages: u32,
     /// The rate-limit window, seconds.

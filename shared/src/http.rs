@@ -81,6 +81,22 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The span of one request: method, path and request id. Not the query string: a socket's
+/// handshake may carry its token there, and tokens are never logged.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
+}
+
 /// Wraps `router` in the layers every port has: CORS, panic catching, request ids, tracing.
 pub fn with_http_layers(router: Router, settings: &Settings) -> Router {
     router
@@ -90,7 +106,7 @@ pub fn with_http_layers(router: Router, settings: &Settings) -> Router {
             ApiError::new(ErrorCode::Internal, "internal error").into_response()
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
 }
 

@@ -1,11 +1,14 @@
 //! Message rate limits: one trait, so that a Redis implementation can make the limit hold
 //! across replicas (scaled mode) while the embedded default counts in-process.
+//!
+//! The contract's limit is "N messages per window": at most N sends in any window-long span
+//! of time. A sliding log does exactly that (a token bucket such as governor's GCRA lets a
+//! burst of N through and then refills, so a window can hold nearly 2N).
 
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter as Governor};
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
@@ -13,39 +16,60 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn check(&self, user: &str) -> Result<(), Duration>;
 }
 
-/// In-process GCRA limiter (governor): `messages` per `window`, as a burst of `messages`
-/// refilled evenly over the window.
+/// In-process sliding log: the times of each user's sends within the last window.
 pub struct LocalRateLimiter {
-    limiter: Governor<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>,
-    clock: DefaultClock,
+    messages: usize,
+    window: Duration,
+    log: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
-/// Keys kept before idle users are forgotten (a user whose budget is full again needs none).
+/// Users kept before those with no send in the last window are forgotten.
 const RETAIN_THRESHOLD: usize = 10_000;
 
 impl LocalRateLimiter {
     pub fn new(messages: u32, window: Duration) -> Self {
-        let burst = NonZeroU32::new(messages).unwrap_or(NonZeroU32::MIN);
-        let period = window / burst.get();
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst);
         Self {
-            limiter: Governor::keyed(quota),
-            clock: DefaultClock::default(),
+            messages: usize::try_from(messages).unwrap_or(usize::MAX).max(1),
+            window,
+            log: Mutex::default(),
         }
+    }
+
+    /// As [`RateLimiter::check`], at `now`.
+    fn check_at(&self, user: &str, now: Instant) -> Result<(), Duration> {
+        let Ok(mut log) = self.log.lock() else {
+            // A poisoned lock means a panic elsewhere; sending is better than refusing all.
+            return Ok(());
+        };
+        let window = self.window;
+        if log.len() > RETAIN_THRESHOLD {
+            log.retain(|_, sends| {
+                sends
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let sends = log.entry(user.to_owned()).or_default();
+        while sends
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            sends.pop_front();
+        }
+        if sends.len() < self.messages {
+            sends.push_back(now);
+            return Ok(());
+        }
+        // The oldest send in the window leaves it first.
+        let oldest = sends.front().copied().unwrap_or(now);
+        Err(window.saturating_sub(now.duration_since(oldest)))
     }
 }
 
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
     async fn check(&self, user: &str) -> Result<(), Duration> {
-        if self.limiter.len() > RETAIN_THRESHOLD {
-            self.limiter.retain_recent();
-        }
-        self.limiter
-            .check_key(&user.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.check_at(user, Instant::now())
     }
 }
 
@@ -53,20 +77,44 @@ impl RateLimiter for LocalRateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_budget_is_per_user_and_says_when_to_retry() {
+    #[test]
+    fn the_budget_is_per_user_and_says_when_to_retry() {
         let limiter = LocalRateLimiter::new(3, Duration::from_secs(10));
-        for _ in 0..3 {
-            assert!(limiter.check("a").await.is_ok());
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(limiter.check_at("a", t0 + Duration::from_secs(i)).is_ok());
         }
-        let wait = limiter.check("a").await.expect_err("fourth is limited");
-        assert!(
-            wait > Duration::from_secs(2) && wait <= Duration::from_secs(4),
-            "{wait:?}"
+        let wait = limiter
+            .check_at("a", t0 + Duration::from_secs(4))
+            .expect_err("fourth is limited");
+        assert_eq!(
+            wait,
+            Duration::from_secs(6),
+            "until the first send leaves the window"
         );
         assert!(
-            limiter.check("b").await.is_ok(),
+            limiter.check_at("b", t0 + Duration::from_secs(4)).is_ok(),
             "other users are not affected"
         );
+    }
+
+    #[test]
+    fn no_window_ever_holds_more_than_the_limit() {
+        let limiter = LocalRateLimiter::new(20, Duration::from_secs(10));
+        let t0 = Instant::now();
+        // Try a send every 100 ms for a minute and keep the accepted times.
+        let accepted: Vec<Instant> = (0..600)
+            .map(|i| t0 + Duration::from_millis(100 * i))
+            .filter(|&t| limiter.check_at("a", t).is_ok())
+            .collect();
+        for (i, start) in accepted.iter().enumerate() {
+            let within = accepted[i..]
+                .iter()
+                .take_while(|t| t.duration_since(*start) < Duration::from_secs(10))
+                .count();
+            assert!(within <= 20, "{within} sends within 10 s of send {i}");
+        }
+        // And the budget is really used: 20 per 10 s, six windows.
+        assert_eq!(accepted.len(), 120);
     }
 }

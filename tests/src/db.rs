@@ -73,7 +73,7 @@ pub async fn fresh_db(backend: Backend) -> Option<TestDb> {
                     "REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set: the PostgreSQL leg \
                      must run (e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
                 );
-                eprintln!("SKIP postgres leg: TEST_DATABASE_URL is not set");
+                crate::say("SKIP postgres leg: TEST_DATABASE_URL is not set");
                 return None;
             };
             let mut admin = sqlx::PgConnection::connect(&base)

@@ -17,7 +17,7 @@ fn required() -> bool {
 
 fn skip(reason: &str) {
     assert!(!required(), "REQUIRE_REDIS=1 but {reason}");
-    eprintln!("SKIP redis leg: {reason}");
+    crate::say(&format!("SKIP redis leg: {reason}"));
 }
 
 /// Whether a Redis at `host:port` answers PING.

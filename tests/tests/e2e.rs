@@ -20,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chat_tests::db::{Backend, TestDb, fresh_db};
+use chat_tests::say;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -168,13 +169,6 @@ fn skipped(leg: &str) -> bool {
         return true;
     }
     false
-}
-
-/// A line on stdout that the test harness does not capture (CI greps for the markers).
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {

@@ -58,8 +58,8 @@ impl ChatService {
     }
 
     /// A message event (`new_message`, `message_edited`, `message_deleted`) to every
-    /// participant who can see the message (not those who hid it with delete-for-me), the
-    /// payload serialized once.
+    /// participant, as the contract says (one who hid the message with delete-for-me too: a
+    /// client ignores an edit of a message it does not hold), the payload serialized once.
     pub(super) fn announce_message(
         &self,
         name: &str,
@@ -67,10 +67,7 @@ impl ChatService {
         participants: &[ParticipantRecord],
     ) {
         self.events.publish(Event::to_users(
-            participants
-                .iter()
-                .filter(|p| message.seq > p.hidden_seq())
-                .map(|p| p.user_id.as_str()),
+            participants.iter().map(|p| p.user_id.as_str()),
             name,
             message,
         ));
