@@ -240,6 +240,12 @@ impl Gateway {
 async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when this replica's refreshes have been succeeding. Sweeping waits until that has
+    // lasted a whole presence lifetime: after a Redis outage every entry has expired, and
+    // sweeping at once would take other replicas' users offline before those replicas had a
+    // chance to refresh them.
+    let ttl = every * 3;
+    let mut refreshing_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let live = io.sockets();
@@ -266,9 +272,12 @@ async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
             }
         }
         gateway.abandoned_handshakes(&io).await;
-        // Sweep only with this replica's own sockets refreshed: after an outage, users of
-        // replicas that have not refreshed yet may still be swept (see docs/realtime.md).
         if refreshed.errors > 0 {
+            refreshing_since = None;
+            continue;
+        }
+        let since = *refreshing_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < ttl {
             continue;
         }
         match gateway.presence.sweep(now).await {
