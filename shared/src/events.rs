@@ -243,37 +243,6 @@ impl EventBus for LocalBus {
     }
 }
 
-/// A bus for processes that deliver nothing and have nowhere to send (tests of the service
-/// alone, or `chat-api` without `REDIS_URL`): events are discarded.
-#[derive(Debug, Default)]
-pub struct NoBus;
-
-impl EventBus for NoBus {
-    fn kind(&self) -> &'static str {
-        "none"
-    }
-    fn publish(&self, _: Vec<Event>) {}
-    fn watch(&self, _: &Audience) -> Watched {
-        watched_now()
-    }
-    fn unwatch(&self, _: &Audience) {}
-    fn take_receiver(&self) -> Option<mpsc::Receiver<Event>> {
-        None
-    }
-    fn is_healthy(&self) -> bool {
-        true
-    }
-    fn delivers(&self) -> bool {
-        false
-    }
-    fn pending(&self) -> usize {
-        0
-    }
-    fn dropped(&self) -> u64 {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@
 use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus, Watched};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,12 +38,12 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// What travels on a channel: the event name, the excluded user, the payload as is, and the
 /// event's id (its publisher and that publisher's sequence number), by which a subscriber
 /// drops the second copy of a batch that was published again after a failure.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     i: Option<EventId>,
     e: &'a str,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     x: Option<&'a str>,
     #[serde(borrow)]
     d: &'a RawValue,
@@ -159,21 +159,18 @@ fn audience(prefix: &str, channel: &str) -> Option<Audience> {
     }
 }
 
+/// The envelope of `event` as JSON. The payload was serialized once, when the event was made,
+/// and is spliced in as it is: not parsed again for each of the channels it goes to.
 fn envelope(event: &Event, id: EventId) -> Option<String> {
-    let d = match RawValue::from_string(event.payload.to_string()) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(event = %event.name, error = %e, "event payload is not JSON");
-            return None;
-        }
+    let name = serde_json::to_string(&event.name).ok()?;
+    let except = match &event.except_user {
+        Some(user) => format!(r#","x":{}"#, serde_json::to_string(user).ok()?),
+        None => String::new(),
     };
-    serde_json::to_string(&Envelope {
-        i: Some(id),
-        e: &event.name,
-        x: event.except_user.as_deref(),
-        d: &d,
-    })
-    .ok()
+    Some(format!(
+        r#"{{"i":[{},{}],"e":{name}{except},"d":{}}}"#,
+        id.0, id.1, event.payload
+    ))
 }
 
 fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<(Event, Option<EventId>)> {

@@ -55,13 +55,12 @@ pub struct ListConversations {
     pub cursor: Option<String>,
 }
 
-/// What a send did, with what callers need to publish events about it.
+/// What a send did.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub message: Message,
     /// False when the `clientMessageId` was already used: `message` is the first one.
     pub created: bool,
-    pub participants: Vec<String>,
 }
 
 impl ChatService {
@@ -79,10 +78,6 @@ impl ChatService {
             limits,
             events,
         }
-    }
-
-    pub fn events(&self) -> &Arc<dyn EventBus> {
-        &self.events
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -423,7 +418,6 @@ impl ChatService {
                 Ok(Sent {
                     message,
                     created: true,
-                    participants: participants.into_iter().map(|p| p.user_id).collect(),
                 })
             }
             InsertOutcome::Duplicate(first) => {
@@ -448,7 +442,6 @@ impl ChatService {
         Ok(Sent {
             message: to_message(&first, participants),
             created: false,
-            participants: participants.iter().map(|p| p.user_id.clone()).collect(),
         })
     }
 
