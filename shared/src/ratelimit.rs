@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub trait RateLimiter: Send + Sync + 'static {
     /// Takes one unit of `user`'s budget, or says how long until one is available.
     async fn check(&self, user: &str) -> Result<(), Duration>;
+
+    /// Gives back the unit the last `check` took: the send turned out to be a retry of one
+    /// already stored, which costs nothing.
+    async fn refund(&self, user: &str);
 }
 
 /// In-process sliding log: the times of each user's sends within the last window.
@@ -71,6 +75,14 @@ impl RateLimiter for LocalRateLimiter {
     async fn check(&self, user: &str) -> Result<(), Duration> {
         self.check_at(user, Instant::now())
     }
+
+    async fn refund(&self, user: &str) {
+        if let Ok(mut log) = self.log.lock()
+            && let Some(sends) = log.get_mut(user)
+        {
+            sends.pop_back();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +108,17 @@ mod tests {
             limiter.check_at("b", t0 + Duration::from_secs(4)).is_ok(),
             "other users are not affected"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refunded_unit_can_be_used_again() {
+        let limiter = LocalRateLimiter::new(2, Duration::from_secs(10));
+        assert!(limiter.check("a").await.is_ok());
+        assert!(limiter.check("a").await.is_ok());
+        assert!(limiter.check("a").await.is_err());
+        limiter.refund("a").await;
+        assert!(limiter.check("a").await.is_ok(), "the refund made room");
+        assert!(limiter.check("a").await.is_err());
     }
 
     #[test]

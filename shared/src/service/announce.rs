@@ -12,7 +12,7 @@
 use super::{ChatService, to_conversation, to_message};
 use crate::domain::Caller;
 use crate::events::{Event, names};
-use crate::store::{MessageRecord, ParticipantRecord};
+use crate::store::{MessageRecord, ParticipantRecord, UnreadCounts};
 use crate::wire::{Conversation, Message, MessagesRead, ReadState, UnreadCountUpdated};
 
 impl ChatService {
@@ -33,7 +33,11 @@ impl ChatService {
         participants: &[ParticipantRecord],
     ) -> Message {
         let message = to_message(record, participants);
-        self.announce_message(names::NEW_MESSAGE, &message, participants);
+        self.announce_message(
+            names::NEW_MESSAGE,
+            &message,
+            participants.iter().map(|p| p.user_id.as_str()),
+        );
         self.announce_unread(&record.conversation_id, None);
         message
     }
@@ -60,17 +64,14 @@ impl ChatService {
     /// A message event (`new_message`, `message_edited`, `message_deleted`) to every
     /// participant, as the contract says (one who hid the message with delete-for-me too: a
     /// client ignores an edit of a message it does not hold), the payload serialized once.
-    pub(super) fn announce_message(
+    pub(super) fn announce_message<'a>(
         &self,
         name: &str,
         message: &Message,
-        participants: &[ParticipantRecord],
+        recipients: impl Iterator<Item = &'a str>,
     ) {
-        self.events.publish(Event::to_users(
-            participants.iter().map(|p| p.user_id.as_str()),
-            name,
-            message,
-        ));
+        self.events
+            .publish(Event::to_users(recipients, name, message));
     }
 
     /// `unread_count_updated` to every participant of the conversation (or to `only`), each
@@ -86,36 +87,41 @@ impl ChatService {
                     return;
                 }
             };
-            service.events.publish(
-                counts
-                    .iter()
-                    .filter(|c| only.as_ref().is_none_or(|u| *u == c.user_id))
-                    .filter_map(|c| {
-                        Event::to_user(
-                            &c.user_id,
-                            names::UNREAD_COUNT_UPDATED,
-                            &UnreadCountUpdated {
-                                conversation_id: conversation_id.clone(),
-                                unread_count: c.unread,
-                                total_unread: c.total,
-                            },
-                        )
-                    })
-                    .collect(),
-            );
+            service.publish_unread(&conversation_id, &counts, only.as_deref());
         });
+    }
+
+    /// `unread_count_updated` from counts in hand, to each participant (or to `only`).
+    pub(super) fn publish_unread(
+        &self,
+        conversation_id: &str,
+        counts: &[UnreadCounts],
+        only: Option<&str>,
+    ) {
+        self.events.publish(
+            counts
+                .iter()
+                .filter(|c| only.is_none_or(|u| u == c.user_id))
+                .filter_map(|c| {
+                    Event::to_user(
+                        &c.user_id,
+                        names::UNREAD_COUNT_UPDATED,
+                        &UnreadCountUpdated {
+                            conversation_id: conversation_id.to_owned(),
+                            unread_count: c.unread,
+                            total_unread: c.total,
+                        },
+                    )
+                })
+                .collect(),
+        );
     }
 
     /// A moved read position: `messages_read` to every participant, and the reader's own
     /// `unread_count_updated`.
-    pub(super) fn announce_read(
-        &self,
-        caller: &Caller,
-        state: &ReadState,
-        participants: &[ParticipantRecord],
-    ) {
+    pub(super) fn announce_read(&self, caller: &Caller, state: &ReadState, members: &[String]) {
         self.events.publish(Event::to_users(
-            participants.iter().map(|p| p.user_id.as_str()),
+            members.iter().map(String::as_str),
             names::MESSAGES_READ,
             &MessagesRead {
                 conversation_id: state.conversation_id.clone(),

@@ -12,6 +12,7 @@ use crate::domain::{Caller, ClientMessageId, MessageBody, PropertyId, UserId};
 use crate::error::{ChatError, ChatResult, ErrorCode};
 use crate::events::{EventBus, names};
 use crate::ratelimit::RateLimiter;
+use crate::store::writer::{BatchWriter, Written};
 use crate::store::{
     ConversationQuery, ConversationView, InsertOutcome, MessageRecord, NewConversation, NewMessage,
     ParticipantRecord, SeqRange, Store,
@@ -43,7 +44,19 @@ pub struct ChatService {
     limits: Limits,
     /// Where client-visible changes are announced, after their commit.
     events: Arc<dyn EventBus>,
+    /// Group commit for sends.
+    writer: BatchWriter,
+    /// Who is in each conversation. Membership never changes after a conversation is created
+    /// (the contract has no way to add or remove a participant, and conversations are never
+    /// deleted), so an entry can never be stale and needs no invalidation, on one replica or
+    /// many. Only members are cached; a stranger's lookups always ask the database.
+    members: moka::sync::Cache<String, Arc<[String]>>,
 }
+
+/// Most messages written in one transaction.
+const MAX_BATCH: usize = 256;
+/// Conversations whose membership is kept in memory.
+const MEMBERS_CACHED: u64 = 200_000;
 
 /// Filters of `GET /conversations`, unparsed.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +84,12 @@ impl ChatService {
         limits: Limits,
         events: Arc<dyn EventBus>,
     ) -> Self {
+        // SQLite has one writer connection: a second worker would only queue behind it.
+        // PostgreSQL overlaps the round trips of concurrent transactions.
+        let workers = if store.backend() == "sqlite" { 1 } else { 2 };
         Self {
+            writer: BatchWriter::start(Arc::clone(&store), MAX_BATCH, workers),
+            members: moka::sync::Cache::new(MEMBERS_CACHED),
             store,
             clock,
             limiter,
@@ -183,7 +201,7 @@ impl ChatService {
                 }
                 Err(e) => Err(e),
             };
-            match sent {
+            match sent.map(|w| w.outcome) {
                 Ok(InsertOutcome::Created(record)) => first = Some(record),
                 Ok(InsertOutcome::Duplicate(_)) => {}
                 // An existing conversation may be blocked: the question was not delivered.
@@ -213,9 +231,38 @@ impl ChatService {
         caller: &Caller,
         conversation_id: &str,
     ) -> ChatResult<()> {
-        self.participants_for(caller, conversation_id)
-            .await
-            .map(drop)
+        self.members(caller, conversation_id).await.map(drop)
+    }
+
+    /// The participants' ids of a conversation the caller is in (cached); `not_found`
+    /// otherwise.
+    pub async fn members(
+        &self,
+        caller: &Caller,
+        conversation_id: &str,
+    ) -> ChatResult<Arc<[String]>> {
+        let is_member = |ids: &[String]| ids.iter().any(|u| u == caller.id.as_str());
+        if let Some(ids) = self.members.get(conversation_id)
+            && is_member(&ids)
+        {
+            return Ok(ids);
+        }
+        if !storable(conversation_id) {
+            return Err(ChatError::not_found("conversation"));
+        }
+        let ids: Arc<[String]> = self
+            .store
+            .participants(conversation_id)
+            .await?
+            .into_iter()
+            .map(|p| p.user_id)
+            .collect();
+        if !is_member(&ids) {
+            return Err(ChatError::not_found("conversation"));
+        }
+        self.members
+            .insert(conversation_id.to_owned(), Arc::clone(&ids));
+        Ok(ids)
     }
 
     pub async fn get_conversation(&self, caller: &Caller, id: &str) -> ChatResult<Conversation> {
@@ -374,24 +421,15 @@ impl ChatService {
             .map(ClientMessageId::parse)
             .transpose()?;
 
-        let participants = self.participants_for(caller, conversation_id).await?;
-        member(&participants, caller)?;
-        // A retry of an acknowledged send is answered before the rate limit: it costs nothing.
-        if let Some(client_id) = &client_id
-            && let Some(first) = self
-                .store
-                .message_by_client_id(caller.id.as_str(), &client_id.clone().into_string())
-                .await?
-        {
-            return self.duplicate(first, conversation_id, &participants);
-        }
+        let members = self.members(caller, conversation_id).await?;
         if let Some(reply_to) = &req.reply_to {
+            let participants = self.participants_for(caller, conversation_id).await?;
+            let me = member(&participants, caller)?;
             let target = if storable(reply_to) {
                 self.store.message(reply_to).await?
             } else {
                 None
             };
-            let me = member(&participants, caller)?;
             if !target
                 .is_some_and(|t| t.conversation_id == conversation_id && t.seq > me.hidden_seq())
             {
@@ -400,31 +438,63 @@ impl ChatService {
                 ));
             }
         }
-        self.limit(caller).await?;
-        let outcome = self
-            .insert(
-                caller,
-                conversation_id,
-                kind,
-                body,
-                req.reply_to,
-                attachments,
-                client_id,
-            )
-            .await?;
-        match outcome {
-            InsertOutcome::Created(record) => {
-                let message = self.announce_new_message(&record, &participants);
-                Ok(Sent {
-                    message,
-                    created: true,
-                })
+        if let Err(limited) = self.limit(caller).await {
+            // A retry of an acknowledged send is answered even when the sender is limited.
+            // (Otherwise the batch finds it: looking it up first would cost every send a
+            // query.)
+            if let Some(client_id) = &client_id
+                && let Some(first) = self
+                    .store
+                    .message_by_client_id(caller.id.as_str(), client_id.as_str())
+                    .await?
+            {
+                let participants = self.store.participants(conversation_id).await?;
+                return self.duplicate(first, conversation_id, &participants);
             }
-            InsertOutcome::Duplicate(first) => {
-                self.duplicate(first, conversation_id, &participants)
-            }
-            InsertOutcome::Blocked => Err(blocked()),
+            return Err(limited);
         }
+        let new = self.new_message(
+            caller,
+            conversation_id,
+            kind,
+            body,
+            req.reply_to,
+            attachments,
+            client_id,
+        )?;
+        // On its own task: a caller that goes away (an HTTP client hanging up) must not take
+        // the announcement of a committed message with it.
+        let service = self.clone();
+        let conversation_id = conversation_id.to_owned();
+        tokio::spawn(async move {
+            let written = service.writer.insert(new).await?;
+            match written.outcome {
+                InsertOutcome::Created(record) => {
+                    let message = to_new_message(&record, &members);
+                    service.announce_message(
+                        names::NEW_MESSAGE,
+                        &message,
+                        members.iter().map(String::as_str),
+                    );
+                    if let Some(counts) = written.unread {
+                        service.publish_unread(&conversation_id, &counts, None);
+                    }
+                    Ok(Sent {
+                        message,
+                        created: true,
+                    })
+                }
+                InsertOutcome::Duplicate(first) => {
+                    // A retry of an acknowledged send costs nothing.
+                    service.limiter.refund(&first.sender_id).await;
+                    let participants = service.store.participants(&conversation_id).await?;
+                    service.duplicate(first, &conversation_id, &participants)
+                }
+                InsertOutcome::Blocked => Err(blocked()),
+            }
+        })
+        .await
+        .map_err(|e| ChatError::internal(&e))?
     }
 
     fn duplicate(
@@ -455,10 +525,33 @@ impl ChatService {
         reply_to: Option<String>,
         attachments: Vec<Attachment>,
         client_id: Option<ClientMessageId>,
-    ) -> ChatResult<InsertOutcome> {
+    ) -> ChatResult<Written> {
+        let new = self.new_message(
+            caller,
+            conversation_id,
+            kind,
+            body,
+            reply_to,
+            attachments,
+            client_id,
+        )?;
+        Ok(self.writer.insert(new).await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_message(
+        &self,
+        caller: &Caller,
+        conversation_id: &str,
+        kind: MessageType,
+        body: MessageBody,
+        reply_to: Option<String>,
+        attachments: Vec<Attachment>,
+        client_id: Option<ClientMessageId>,
+    ) -> ChatResult<NewMessage> {
         let attachments =
             serde_json::to_string(&attachments).map_err(|e| ChatError::internal(&e))?;
-        let new = NewMessage {
+        Ok(NewMessage {
             id: new_id(),
             conversation_id: conversation_id.to_owned(),
             sender_id: caller.id.as_str().to_owned(),
@@ -468,8 +561,7 @@ impl ChatService {
             attachments,
             client_message_id: client_id.map(ClientMessageId::into_string),
             now: self.clock.now(),
-        };
-        Ok(self.store.insert_message(&new).await?)
+        })
     }
 
     async fn limit(&self, caller: &Caller) -> ChatResult<()> {
@@ -489,8 +581,7 @@ impl ChatService {
         if up_to_seq.is_some_and(|s| s < 0) {
             return Err(ChatError::bad_request("upToSeq: must be 0 or more"));
         }
-        let participants = self.participants_for(caller, conversation_id).await?;
-        member(&participants, caller)?;
+        let members = self.members(caller, conversation_id).await?;
         let now = self.clock.now();
         let read = self
             .store
@@ -504,7 +595,7 @@ impl ChatService {
             unread_count: read.unread_count,
         };
         if read.moved {
-            self.announce_read(caller, &state, &participants);
+            self.announce_read(caller, &state, &members);
         }
         Ok(state)
     }
@@ -632,7 +723,11 @@ impl ChatService {
                 ChatError::new(ErrorCode::Conflict, "message: deleted while being edited")
             })?;
         let message = to_message(&edited, &participants);
-        self.announce_message(names::MESSAGE_EDITED, &message, &participants);
+        self.announce_message(
+            names::MESSAGE_EDITED,
+            &message,
+            participants.iter().map(|p| p.user_id.as_str()),
+        );
         Ok(message)
     }
 
@@ -646,7 +741,11 @@ impl ChatService {
             .ok_or_else(|| ChatError::not_found("message"))?;
         let message = to_message(&deleted, &participants);
         if before.deleted_at.is_none() {
-            self.announce_message(names::MESSAGE_DELETED, &message, &participants);
+            self.announce_message(
+                names::MESSAGE_DELETED,
+                &message,
+                participants.iter().map(|p| p.user_id.as_str()),
+            );
             // A deleted message no longer counts as unread.
             self.announce_unread(&deleted.conversation_id, None);
         }
@@ -854,16 +953,35 @@ fn validate_attachments(attachments: &[Attachment]) -> ChatResult<()> {
 
 /// The wire message, with `readBy`/`status` derived from the participants' read positions.
 pub fn to_message(record: &MessageRecord, participants: &[ParticipantRecord]) -> Message {
-    let others: Vec<&ParticipantRecord> = participants
+    message_with(
+        record,
+        participants
+            .iter()
+            .map(|p| (p.user_id.as_str(), p.last_read_seq, p.last_read_at)),
+    )
+}
+
+/// The wire message just created: nobody but its sender has read it yet.
+fn to_new_message(record: &MessageRecord, members: &[String]) -> Message {
+    message_with(record, members.iter().map(|u| (u.as_str(), 0, None)))
+}
+
+/// The wire message, from each participant's `(id, read position, read time)`.
+fn message_with<'a>(
+    record: &MessageRecord,
+    participants: impl Iterator<Item = (&'a str, i64, Option<i64>)>,
+) -> Message {
+    let participants: Vec<(&str, i64, Option<i64>)> = participants.collect();
+    let others: Vec<&(&str, i64, Option<i64>)> = participants
         .iter()
-        .filter(|p| p.user_id != record.sender_id)
+        .filter(|(user, _, _)| *user != record.sender_id)
         .collect();
     let read_by: Vec<ReadReceipt> = others
         .iter()
-        .filter(|p| p.last_read_seq >= record.seq)
-        .map(|p| ReadReceipt {
-            user_id: p.user_id.clone(),
-            read_at: Millis(p.last_read_at.unwrap_or(record.created_at)),
+        .filter(|(_, read, _)| *read >= record.seq)
+        .map(|(user, _, at)| ReadReceipt {
+            user_id: (*user).to_owned(),
+            read_at: Millis(at.unwrap_or(record.created_at)),
         })
         .collect();
     let status = if !others.is_empty() && read_by.len() == others.len() {
@@ -881,7 +999,7 @@ pub fn to_message(record: &MessageRecord, participants: &[ParticipantRecord]) ->
         seq: record.seq,
         sender_id: record.sender_id.clone(),
         recipient_id: (participants.len() == 2)
-            .then(|| others.first().map(|p| p.user_id.clone()))
+            .then(|| others.first().map(|(user, _, _)| (*user).to_owned()))
             .flatten(),
         kind: MessageType::from_db(&record.kind),
         content: record.content.clone(),

@@ -8,8 +8,10 @@
 //! Both backends share the record types and their row mapping below; the schemas in
 //! `migrations/{sqlite,postgres}` keep the same columns for that reason.
 
+mod batch;
 mod postgres;
 mod sqlite;
+pub mod writer;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -27,21 +29,37 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url `{0}` (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
+    /// One failure of a batch, shared by every write in it.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
+    /// The batching writer has stopped (the process is shutting down).
+    #[error("the writer has stopped")]
+    WriterStopped,
 }
 
 impl StoreError {
     /// True when the database could not be reached (as opposed to a query failing).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Sqlx(
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+        match self {
+            Self::Shared(inner) => inner.is_unavailable(),
+            Self::WriterStopped => true,
+            other => matches!(
+                other,
+                Self::Sqlx(
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::WorkerCrashed
+                )
+            ),
+        }
+    }
+
+    /// True when a concurrent writer took the same unique key first (PostgreSQL `23505`,
+    /// SQLite `2067`): the batch is rolled back and tried again, and its check finds the key.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
 }
 
@@ -235,10 +253,22 @@ pub trait Store: Send + Sync + 'static {
     /// Every participant of a conversation, ordered by user id.
     async fn participants(&self, conversation_id: &str) -> StoreResult<Vec<ParticipantRecord>>;
 
-    /// In one transaction: takes the next `seq`, inserts the message, moves the conversation's
-    /// last message and activity, and moves the sender's read position to the new message.
-    /// A `(sender, clientMessageId)` already stored answers `Duplicate` with the first message.
-    async fn insert_message(&self, new: &NewMessage) -> StoreResult<InsertOutcome>;
+    /// Group commit: every message of `batch` in one transaction. Each takes the next `seq` of
+    /// its conversation (in batch order), moves the conversation's last message and activity,
+    /// the sender's read position, and every participant's counters. A
+    /// `(sender, clientMessageId)` already stored, or earlier in the batch, answers
+    /// `Duplicate` with the first message; a blocked conversation answers `Blocked` and
+    /// nothing of that message is written. Outcomes are in batch order.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Inserted>;
+
+    /// One message: [`Store::insert_messages`] with a batch of one.
+    async fn insert_message(&self, new: &NewMessage) -> StoreResult<InsertOutcome> {
+        let mut inserted = self.insert_messages(std::slice::from_ref(new)).await?;
+        inserted
+            .outcomes
+            .pop()
+            .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
+    }
 
     async fn message(&self, id: &str) -> StoreResult<Option<MessageRecord>>;
 
@@ -310,6 +340,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everyone who shares a conversation with `user` (not `user`): who sees their presence.
     async fn contacts(&self, user: &str) -> StoreResult<Vec<String>>;
+
+    /// How many stored counters differ from what the messages say they should be: participants
+    /// rows whose counters, activity or hidden flag are off, plus users whose `user_stats` row
+    /// is not the sum of their participations. Always 0; reads the whole database, so it is
+    /// for tests and for an operator's consistency check, never for a request.
+    async fn counter_drift(&self) -> StoreResult<i64>;
+}
+
+/// Both backends' [`Store::counter_drift`].
+pub(crate) const COUNTER_DRIFT_SQL: &str = "select \
+    (select count(*) from participants p join conversations c on c.id = p.conversation_id where \
+       p.unread_count <> (select count(*) from messages m where m.conversation_id = p.conversation_id \
+         and m.seq > p.last_read_seq and m.sender_id <> p.user_id and m.deleted_at is null) \
+       or p.sent_count <> (select count(*) from messages m where m.conversation_id = p.conversation_id \
+         and m.sender_id = p.user_id and m.deleted_at is null) \
+       or p.received_count <> (select count(*) from messages m \
+         where m.conversation_id = p.conversation_id and m.sender_id <> p.user_id \
+         and m.deleted_at is null and m.seq > coalesce(p.hidden_until_seq, 0)) \
+       or p.activity_at <> c.activity_at or p.conversation_type <> c.type \
+       or p.hidden <> (p.hidden_until_seq is not null and c.last_seq <= p.hidden_until_seq)) \
+  + (select count(*) from ( \
+       select user_id, count(*) filter (where not hidden) as conversations, \
+         count(*) filter (where not hidden and archived) as archived, \
+         count(*) filter (where not hidden and unread_count > 0) as unread_conversations, \
+         sum(unread_count) as unread_messages, sum(sent_count) as messages_sent, \
+         sum(received_count) as messages_received, \
+         count(*) filter (where not hidden and conversation_type = 'property_inquiry') as pi, \
+         count(*) filter (where not hidden and conversation_type = 'general') as ge, \
+         count(*) filter (where not hidden and conversation_type = 'support') as su \
+       from participants group by user_id) a \
+     left join user_stats s on s.user_id = a.user_id \
+     where s.user_id is null or s.conversations <> a.conversations or s.archived <> a.archived \
+       or s.unread_conversations <> a.unread_conversations \
+       or s.unread_messages <> a.unread_messages or s.messages_sent <> a.messages_sent \
+       or s.messages_received <> a.messages_received or s.property_inquiries <> a.pi \
+       or s.general <> a.ge or s.support <> a.su) as drift";
+
+/// A conversation's id and every participant's unread counts in it.
+pub type ConversationCounts = (String, Arc<[UnreadCounts]>);
+
+/// What a batch of sends did.
+#[derive(Debug, Clone, Default)]
+pub struct Inserted {
+    /// One per message of the batch, in its order.
+    pub outcomes: Vec<InsertOutcome>,
+    /// Every participant's counts after the batch, for each conversation that got a message.
+    pub unread: Vec<ConversationCounts>,
+}
+
+impl Inserted {
+    /// The counts after the batch in `conversation_id`, if it got a message.
+    pub fn unread_of(&self, conversation_id: &str) -> Option<Arc<[UnreadCounts]>> {
+        self.unread
+            .iter()
+            .find(|(c, _)| c == conversation_id)
+            .map(|(_, counts)| Arc::clone(counts))
+    }
 }
 
 /// One participant's unread counts.
@@ -322,16 +409,34 @@ pub struct UnreadCounts {
     pub total: i64,
 }
 
-/// Both backends' `unread_counts` query (`$1`: the conversation).
-pub(crate) const UNREAD_COUNTS_SQL: &str = concat!(
-    "select p.user_id, ",
-    unread_count_of_p!(),
-    " as unread, (select cast(coalesce(sum(",
-    "(select count(*) from messages u where u.conversation_id = q.conversation_id \
-       and u.seq > q.last_read_seq and u.sender_id <> q.user_id and u.deleted_at is null)",
-    "), 0) as bigint) from participants q where q.user_id = p.user_id) as total \
-     from participants p where p.conversation_id = $1 order by p.user_id"
-);
+/// Both backends' `unread_counts` query (`$1`: the conversation): stored counters.
+pub(crate) const UNREAD_COUNTS_SQL: &str = "select p.user_id, p.unread_count as unread, \
+       coalesce(s.unread_messages, 0) as total \
+     from participants p left join user_stats s on s.user_id = p.user_id \
+     where p.conversation_id = $1 order by p.user_id";
+
+/// Groups rows `(conversation_id, user_id, unread, total)`, ordered by conversation.
+pub(crate) fn group_counts<'r, R>(rows: &'r [R]) -> Result<Vec<ConversationCounts>, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut groups: Vec<(String, Vec<UnreadCounts>)> = Vec::new();
+    for row in rows {
+        let conversation: String = row.try_get("conversation_id")?;
+        let counts = UnreadCounts::from_row(row)?;
+        match groups.last_mut() {
+            Some((id, list)) if *id == conversation => list.push(counts),
+            _ => groups.push((conversation, vec![counts])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(id, list)| (id, Arc::from(list)))
+        .collect())
+}
 
 /// Both backends' `contacts` query (`$1`: the user).
 pub(crate) const CONTACTS_SQL: &str = "select distinct q.user_id from participants p \
@@ -519,38 +624,63 @@ macro_rules! message_columns {
 /// that others sent and did not delete (hidden ones are at or below the read position).
 macro_rules! unread_count_of_p {
     () => {
+        "p.unread_count"
+    };
+}
+/// The same count computed from the messages: what `p.unread_count` is kept equal to, and how
+/// a read recomputes it (the cost is the unread messages, not the history).
+macro_rules! count_unread_of_p {
+    () => {
         "(select count(*) from messages u where u.conversation_id = p.conversation_id \
           and u.seq > p.last_read_seq and u.sender_id <> p.user_id and u.deleted_at is null)"
     };
 }
-/// The participant `p` has not hidden conversation `c` (or a newer message brought it back).
+/// The participant `p` has not hidden the conversation (or a newer message brought it back).
 macro_rules! visible_to_p {
     () => {
-        "(p.hidden_until_seq is null or c.last_seq > p.hidden_until_seq)"
+        "not p.hidden"
     };
 }
-pub(crate) use {conversation_columns, message_columns, unread_count_of_p, visible_to_p};
+/// The columns of `user_stats` behind `GET /stats`, in [`StatsRecord`] order.
+pub(crate) const STATS_SQL: &str = "select conversations, archived, unread_conversations, \
+       unread_messages, messages_sent, messages_received, property_inquiries, general, support \
+     from user_stats where user_id = $1";
+/// Both backends' `unread_total` (`$1`: the user).
+pub(crate) const UNREAD_TOTAL_SQL: &str =
+    "select coalesce((select unread_messages from user_stats where user_id = $1), 0)";
 
-/// Folds per-conversation rows `(type, archived, unread)` into stats.
-pub(crate) fn fold_stats(
-    rows: impl IntoIterator<Item = (String, bool, i64)>,
-    messages_sent: i64,
-    messages_received: i64,
-) -> StatsRecord {
-    let mut stats = StatsRecord {
-        messages_sent,
-        messages_received,
-        ..StatsRecord::default()
-    };
-    for (kind, archived, unread) in rows {
-        stats.total += 1;
-        stats.archived += i64::from(archived);
-        stats.unread_conversations += i64::from(unread > 0);
-        stats.unread_messages += unread;
-        match stats.by_type.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, n)) => *n += 1,
-            None => stats.by_type.push((kind, 1)),
-        }
+pub(crate) use {
+    conversation_columns, count_unread_of_p, message_columns, unread_count_of_p, visible_to_p,
+};
+
+impl StatsRecord {
+    /// From a row of [`STATS_SQL`]; `None` (a user with no conversation) is all zeros.
+    pub(crate) fn from_row<'r, R>(row: Option<&'r R>) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let Some(row) = row else {
+            return Ok(Self::default());
+        };
+        let by_type = [
+            ("property_inquiry", row.try_get("property_inquiries")?),
+            ("general", row.try_get("general")?),
+            ("support", row.try_get("support")?),
+        ];
+        Ok(Self {
+            total: row.try_get("conversations")?,
+            archived: row.try_get("archived")?,
+            unread_conversations: row.try_get("unread_conversations")?,
+            unread_messages: row.try_get("unread_messages")?,
+            messages_sent: row.try_get("messages_sent")?,
+            messages_received: row.try_get("messages_received")?,
+            by_type: by_type
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+        })
     }
-    stats
 }

@@ -3,17 +3,21 @@
 //! serialises sends per conversation (other conversations don't wait), unique keys make
 //! create-or-get and idempotent sends race-free, and read positions only move forward.
 
+use super::batch;
 use super::sqlite::like_pattern;
 use super::{
-    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, InsertOutcome,
-    MessageRecord, NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange,
-    StatsRecord, Store, StoreResult, UNREAD_COUNTS_SQL, UnreadCounts, assemble_views,
-    conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p, visible_to_p,
+    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
+    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, STATS_SQL, SeqRange, StatsRecord,
+    Store, StoreResult, UNREAD_COUNTS_SQL, UNREAD_TOTAL_SQL, UnreadCounts, assemble_views,
+    conversation_columns, count_unread_of_p, message_columns, migrator, unread_count_of_p,
+    visible_to_p,
 };
+use super::{Inserted, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
+use std::collections::HashMap;
 use std::time::Duration;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -26,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "message search tokens",
         include_str!("../../../migrations/postgres/0002_message_search_tokens.sql"),
+    ),
+    (
+        3,
+        "counters",
+        include_str!("../../../migrations/postgres/0003_counters.sql"),
     ),
 ];
 
@@ -100,6 +109,179 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    async fn try_insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let keys = batch::client_keys(batch);
+        let mut stored = HashMap::new();
+        if !keys.is_empty() {
+            let (senders, client_ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+            let rows = sqlx::query(concat!(
+                "select ",
+                message_columns!(),
+                " from messages m join unnest($1::text[], $2::text[]) as k(sender, client_id) \
+                 on m.sender_id = k.sender and m.client_message_id = k.client_id"
+            ))
+            .bind(&senders)
+            .bind(&client_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let record = MessageRecord::from_row(row)?;
+                let key = (
+                    record.sender_id.clone(),
+                    record.client_message_id.clone().unwrap_or_default(),
+                );
+                stored.insert(key, record);
+            }
+        }
+        // Row locks in id order (see batch::conversation_ids). `no key update`, the lock an
+        // update of non-key columns takes anyway: it does not conflict with the `key share`
+        // lock that foreign-key checks take (a read that updates its participants row twice
+        // checks its conversation), which `for update` would turn into a deadlock.
+        let conversations: HashMap<String, (i64, bool)> = sqlx::query(
+            "select id, last_seq, blocked from conversations where id = any($1) \
+             order by id for no key update",
+        )
+        .bind(batch::conversation_ids(batch))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                (r.try_get("last_seq")?, r.try_get("blocked")?),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let plan = batch::plan(batch, &stored, &conversations);
+        if plan.conversations.is_empty() {
+            tx.commit().await?;
+            return Ok(Inserted {
+                outcomes: plan.outcomes(),
+                unread: Vec::new(),
+            });
+        }
+
+        let rows: Vec<&MessageRecord> = plan.inserts().collect();
+        sqlx::query(
+            "insert into messages (id, conversation_id, seq, sender_id, type, content, reply_to, \
+               attachments, client_message_id, created_at) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
+        )
+        .bind(rows.iter().map(|m| m.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|m| m.conversation_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|m| m.sender_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|m| m.reply_to.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|m| m.attachments.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|m| m.client_message_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+
+        let changes = &plan.conversations;
+        let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+        sqlx::query(
+            "update conversations c set last_seq = u.last_seq, last_message_id = u.message_id, \
+               last_message_at = u.at, activity_at = u.at, updated_at = u.at \
+             from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) \
+               as u(id, last_seq, message_id, at) \
+             where c.id = u.id",
+        )
+        .bind(&ids)
+        .bind(changes.iter().map(|c| c.last_seq).collect::<Vec<_>>())
+        .bind(
+            changes
+                .iter()
+                .map(|c| c.last_message_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        // Every participant first as a receiver of everything added, then each sender
+        // corrected: their own messages are not received, and their read position moves to
+        // their newest message, after which only what others added later is unread.
+        sqlx::query(
+            "update participants p set activity_at = u.at, hidden = false, \
+               unread_count = p.unread_count + u.added, \
+               received_count = p.received_count + u.added \
+             from unnest($1::text[], $2::bigint[], $3::bigint[]) as u(id, at, added) \
+             where p.conversation_id = u.id",
+        )
+        .bind(&ids)
+        .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.added).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        let senders = &plan.senders;
+        sqlx::query(
+            "update participants p set unread_count = u.unread_after, \
+               received_count = p.received_count - u.sent, sent_count = p.sent_count + u.sent, \
+               last_read_seq = greatest(p.last_read_seq, u.last_seq), last_read_at = u.at \
+             from unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+               $6::bigint[]) as u(conversation_id, user_id, sent, last_seq, at, unread_after) \
+             where p.conversation_id = u.conversation_id and p.user_id = u.user_id",
+        )
+        .bind(
+            senders
+                .iter()
+                .map(|s| s.conversation_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            senders
+                .iter()
+                .map(|s| s.user_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(senders.iter().map(|s| s.sent).collect::<Vec<_>>())
+        .bind(senders.iter().map(|s| s.last_seq).collect::<Vec<_>>())
+        .bind(senders.iter().map(|s| s.at).collect::<Vec<_>>())
+        .bind(senders.iter().map(|s| s.unread_after).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        let counts = sqlx::query(
+            "select p.conversation_id, p.user_id, p.unread_count as unread, \
+               coalesce(s.unread_messages, 0) as total \
+             from participants p left join user_stats s on s.user_id = p.user_id \
+             where p.conversation_id = any($1) order by p.conversation_id, p.user_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted {
+            outcomes: plan.outcomes(),
+            unread: group_counts(&counts)?,
+        })
+    }
+}
+
 fn conversation_with_unread(row: &PgRow) -> Result<(ConversationRecord, i64), sqlx::Error> {
     Ok((
         ConversationRecord::from_row(row)?,
@@ -158,8 +340,8 @@ impl Store for PostgresStore {
         }
         for user in &new.participants {
             sqlx::query(
-                "insert into participants (conversation_id, user_id, role, joined_at) \
-                 values ($1, $2, $3, $4)",
+                "insert into participants (conversation_id, user_id, role, joined_at, \
+                   activity_at, conversation_type) values ($1, $2, $3, $4, $4, $5)",
             )
             .bind(&new.id)
             .bind(user)
@@ -169,6 +351,7 @@ impl Store for PostgresStore {
                 "member"
             })
             .bind(new.now.0)
+            .bind(&new.kind)
             .execute(&mut *tx)
             .await?;
         }
@@ -246,16 +429,18 @@ impl Store for PostgresStore {
             }
             qb.push(")");
         }
+        // Keyset on the participant's copy of the activity time, in the order of the
+        // participants_inbox indexes: the page is read from the index and nothing more.
         if let Some((activity, id)) = &query.before {
-            qb.push(" and (c.activity_at < ")
+            qb.push(" and (p.activity_at < ")
                 .push_bind(*activity)
-                .push(" or (c.activity_at = ")
+                .push(" or (p.activity_at = ")
                 .push_bind(*activity)
-                .push(" and c.id < ")
+                .push(" and p.conversation_id < ")
                 .push_bind(id)
                 .push("))");
         }
-        qb.push(" order by c.activity_at desc, c.id desc limit ")
+        qb.push(" order by p.activity_at desc, p.conversation_id desc limit ")
             .push_bind(query.limit);
         let rows = qb
             .build()
@@ -279,74 +464,18 @@ impl Store for PostgresStore {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(conversation = %new.conversation_id))]
-    async fn insert_message(&self, new: &NewMessage) -> StoreResult<InsertOutcome> {
-        // Fast path for retries: no transaction, no row lock.
-        if let Some(client_id) = &new.client_message_id
-            && let Some(first) = self.message_by_client_id(&new.sender_id, client_id).await?
-        {
-            return Ok(InsertOutcome::Duplicate(first));
+    #[tracing::instrument(skip_all, fields(size = batch.len()))]
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Inserted> {
+        // A concurrent batch on another replica may take one of our clientMessageIds between
+        // our check and our insert: the insert then fails as a whole, and the retry finds it.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_insert_messages(batch).await {
+                Err(e) if e.is_unique_violation() && attempt < 3 => continue,
+                result => return result,
+            }
         }
-        let mut tx = self.pool.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "update conversations set last_seq = last_seq + 1, last_message_id = $2, \
-               last_message_at = $3, activity_at = $3, updated_at = $3 \
-             where id = $1 and not blocked returning last_seq",
-        )
-        .bind(&new.conversation_id)
-        .bind(&new.id)
-        .bind(new.now.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            return Ok(InsertOutcome::Blocked);
-        };
-        let row = sqlx::query(
-            "insert into messages (id, conversation_id, seq, sender_id, type, content, reply_to, \
-               attachments, client_message_id, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             on conflict (sender_id, client_message_id) do nothing \
-             returning id, conversation_id, seq, sender_id, type, content, reply_to, \
-               attachments, client_message_id, edited_at, deleted_at, created_at",
-        )
-        .bind(&new.id)
-        .bind(&new.conversation_id)
-        .bind(seq)
-        .bind(&new.sender_id)
-        .bind(&new.kind)
-        .bind(&new.content)
-        .bind(&new.reply_to)
-        .bind(&new.attachments)
-        .bind(&new.client_message_id)
-        .bind(new.now.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            // A concurrent send with the same clientMessageId committed first. Rolling back
-            // returns the seq just taken, so the sequence stays gap-free.
-            tx.rollback().await?;
-            let first = self
-                .message_by_client_id(
-                    &new.sender_id,
-                    new.client_message_id.as_deref().unwrap_or_default(),
-                )
-                .await?
-                .ok_or(sqlx::Error::RowNotFound)?;
-            return Ok(InsertOutcome::Duplicate(first));
-        };
-        let message = MessageRecord::from_row(&row)?;
-        sqlx::query(
-            "update participants set last_read_seq = greatest(last_read_seq, $3), last_read_at = $4 \
-             where conversation_id = $1 and user_id = $2",
-        )
-        .bind(&new.conversation_id)
-        .bind(&new.sender_id)
-        .bind(seq)
-        .bind(new.now.0)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(InsertOutcome::Created(message))
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<MessageRecord>> {
@@ -445,10 +574,10 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let row = sqlx::query(concat!(
-            "select p.last_read_seq, p.last_read_at, ",
-            unread_count_of_p!(),
-            " as unread_count from participants p \
-             where p.conversation_id = $1 and p.user_id = $2"
+            "update participants as p set unread_count = ",
+            count_unread_of_p!(),
+            " where p.conversation_id = $1 and p.user_id = $2 \
+             returning last_read_seq, last_read_at, unread_count"
         ))
         .bind(conversation_id)
         .bind(user)
@@ -486,16 +615,31 @@ impl Store for PostgresStore {
     }
 
     async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // The conversation first, shared: a batch of sends holds it while it adds messages,
+        // so `last_seq` here is the committed one and the counters zeroed below cannot miss
+        // messages committed meanwhile. (An update joining `conversations` would re-check a
+        // concurrently updated participants row against the conversation row it read before.)
+        let last_seq: Option<i64> =
+            sqlx::query_scalar("select last_seq from conversations where id = $1 for share")
+                .bind(conversation_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_seq) = last_seq else {
+            return Ok(());
+        };
         sqlx::query(
-            "update participants as p set hidden_until_seq = c.last_seq, \
-               last_read_seq = greatest(p.last_read_seq, c.last_seq) \
-             from conversations c where c.id = p.conversation_id \
-               and p.conversation_id = $1 and p.user_id = $2",
+            "update participants set hidden_until_seq = $3, hidden = true, \
+               unread_count = 0, received_count = 0, \
+               last_read_seq = greatest(last_read_seq, $3) \
+             where conversation_id = $1 and user_id = $2",
         )
         .bind(conversation_id)
         .bind(user)
-        .execute(&self.pool)
+        .bind(last_seq)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -545,67 +689,73 @@ impl Store for PostgresStore {
     }
 
     async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>> {
-        let row = sqlx::query(
-            "update messages set content = '', attachments = '[]', \
-               deleted_at = coalesce(deleted_at, $2) \
-             where id = $1 \
+        let mut tx = self.pool.begin().await?;
+        // The conversation first (as a batch of sends and a hide lock it), then the message
+        // and the participants rows: one lock order everywhere.
+        sqlx::query(
+            "select 1 from conversations \
+             where id = (select conversation_id from messages where id = $1) for share",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(
+            "update messages set content = '', attachments = '[]', deleted_at = $2 \
+             where id = $1 and deleted_at is null \
              returning id, conversation_id, seq, sender_id, type, content, reply_to, \
                attachments, client_message_id, edited_at, deleted_at, created_at",
         )
         .bind(id)
         .bind(now.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.as_ref().map(MessageRecord::from_row).transpose()?)
+        let Some(row) = deleted else {
+            // Already deleted (or no such message): nothing changes, counters included.
+            let row = sqlx::query(concat!(
+                "select ",
+                message_columns!(),
+                " from messages m where m.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(row.as_ref().map(MessageRecord::from_row).transpose()?);
+        };
+        let message = MessageRecord::from_row(&row)?;
+        // The message leaves the sender's sent count, and the unread and received counts of
+        // everyone who counted it.
+        sqlx::query(
+            "update participants set \
+               sent_count = sent_count - case when user_id = $2 then 1 else 0 end, \
+               unread_count = unread_count - \
+                 case when user_id <> $2 and $3 > last_read_seq then 1 else 0 end, \
+               received_count = received_count - \
+                 case when user_id <> $2 and $3 > coalesce(hidden_until_seq, 0) then 1 else 0 end \
+             where conversation_id = $1",
+        )
+        .bind(&message.conversation_id)
+        .bind(&message.sender_id)
+        .bind(message.seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(message))
     }
 
     async fn unread_total(&self, user: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(concat!(
-            "select cast(coalesce(sum(",
-            unread_count_of_p!(),
-            "), 0) as bigint) from participants p where p.user_id = $1"
-        ))
-        .bind(user)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(UNREAD_TOTAL_SQL)
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn stats(&self, user: &str) -> StoreResult<StatsRecord> {
-        let rows = sqlx::query(concat!(
-            "select c.type, p.archived, ",
-            unread_count_of_p!(),
-            " as unread_count from participants p \
-             join conversations c on c.id = p.conversation_id \
-             where p.user_id = $1 and ",
-            visible_to_p!()
-        ))
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<String, _>("type")?,
-                r.try_get::<bool, _>("archived")?,
-                r.try_get::<i64, _>("unread_count")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let sent: i64 = sqlx::query_scalar(
-            "select count(*) from messages where sender_id = $1 and deleted_at is null",
-        )
-        .bind(user)
-        .fetch_one(&self.pool)
-        .await?;
-        let received: i64 = sqlx::query_scalar(
-            "select count(*) from participants p join messages m on m.conversation_id = p.conversation_id \
-             where p.user_id = $1 and m.sender_id <> $1 and m.deleted_at is null \
-               and m.seq > coalesce(p.hidden_until_seq, 0)",
-        )
-        .bind(user)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(fold_stats(rows, sent, received))
+        let row = sqlx::query(STATS_SQL)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(StatsRecord::from_row(row.as_ref())?)
     }
 
     async fn unread_counts(&self, conversation_id: &str) -> StoreResult<Vec<UnreadCounts>> {
@@ -623,6 +773,12 @@ impl Store for PostgresStore {
         Ok(sqlx::query_scalar(CONTACTS_SQL)
             .bind(user)
             .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn counter_drift(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(super::COUNTER_DRIFT_SQL)
+            .fetch_one(&self.pool)
             .await?)
     }
 }

@@ -5,12 +5,15 @@
 //! through a dedicated pool of exactly one connection, so writers queue in-process in FIFO
 //! order; reads use a separate pool and, thanks to WAL, never wait for the writer.
 
+use super::batch;
 use super::{
-    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, InsertOutcome,
-    MessageRecord, NewConversation, NewMessage, ParticipantRecord, ReadOutcome, SeqRange,
-    StatsRecord, Store, StoreResult, UNREAD_COUNTS_SQL, UnreadCounts, assemble_views,
-    conversation_columns, fold_stats, message_columns, migrator, unread_count_of_p, visible_to_p,
+    CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
+    NewConversation, NewMessage, ParticipantRecord, ReadOutcome, STATS_SQL, SeqRange, StatsRecord,
+    Store, StoreResult, UNREAD_COUNTS_SQL, UNREAD_TOTAL_SQL, UnreadCounts, assemble_views,
+    conversation_columns, count_unread_of_p, message_columns, migrator, unread_count_of_p,
+    visible_to_p,
 };
+use super::{Inserted, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -18,14 +21,22 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "counters",
+        include_str!("../../../migrations/sqlite/0002_counters.sql"),
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -180,8 +191,8 @@ impl Store for SqliteStore {
         }
         for user in &new.participants {
             sqlx::query(
-                "insert into participants (conversation_id, user_id, role, joined_at) \
-                 values ($1, $2, $3, $4)",
+                "insert into participants (conversation_id, user_id, role, joined_at, \
+                   activity_at, conversation_type) values ($1, $2, $3, $4, $4, $5)",
             )
             .bind(&new.id)
             .bind(user)
@@ -191,6 +202,7 @@ impl Store for SqliteStore {
                 "member"
             })
             .bind(new.now.0)
+            .bind(&new.kind)
             .execute(&mut *tx)
             .await?;
         }
@@ -265,16 +277,18 @@ impl Store for SqliteStore {
                 .push_bind(fts_prefix(term))
                 .push("))");
         }
+        // Keyset on the participant's copy of the activity time, in the order of the
+        // participants_inbox indexes: the page is read from the index and nothing more.
         if let Some((activity, id)) = &query.before {
-            qb.push(" and (c.activity_at < ")
+            qb.push(" and (p.activity_at < ")
                 .push_bind(*activity)
-                .push(" or (c.activity_at = ")
+                .push(" or (p.activity_at = ")
                 .push_bind(*activity)
-                .push(" and c.id < ")
+                .push(" and p.conversation_id < ")
                 .push_bind(id)
                 .push("))");
         }
-        qb.push(" order by c.activity_at desc, c.id desc limit ")
+        qb.push(" order by p.activity_at desc, p.conversation_id desc limit ")
             .push_bind(query.limit);
         let rows = qb
             .build()
@@ -298,70 +312,156 @@ impl Store for SqliteStore {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(conversation = %new.conversation_id))]
-    async fn insert_message(&self, new: &NewMessage) -> StoreResult<InsertOutcome> {
+    #[tracing::instrument(skip_all, fields(size = batch.len()))]
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Inserted> {
         // The single writer connection serialises this whole transaction against every other
-        // write, so the duplicate check below cannot race with another insert.
+        // write, so the checks below cannot race with another insert.
         let mut tx = self.writer.begin().await?;
-        if let Some(client_id) = &new.client_message_id {
-            let existing = sqlx::query(concat!(
+        let keys = batch::client_keys(batch);
+        let mut stored = HashMap::new();
+        if !keys.is_empty() {
+            let rows = sqlx::query(concat!(
                 "select ",
                 message_columns!(),
-                " from messages m where m.sender_id = $1 and m.client_message_id = $2"
+                " from json_each($1) k join messages m \
+                 on m.sender_id = k.value ->> 0 and m.client_message_id = k.value ->> 1"
             ))
-            .bind(&new.sender_id)
-            .bind(client_id)
-            .fetch_optional(&mut *tx)
+            .bind(serde_json::json!(keys).to_string())
+            .fetch_all(&mut *tx)
             .await?;
-            if let Some(row) = existing {
-                return Ok(InsertOutcome::Duplicate(MessageRecord::from_row(&row)?));
+            for row in &rows {
+                let record = MessageRecord::from_row(row)?;
+                let key = (
+                    record.sender_id.clone(),
+                    record.client_message_id.clone().unwrap_or_default(),
+                );
+                stored.insert(key, record);
             }
         }
-        let seq: Option<i64> = sqlx::query_scalar(
-            "update conversations set last_seq = last_seq + 1, last_message_id = $2, \
-               last_message_at = $3, activity_at = $3, updated_at = $3 \
-             where id = $1 and not blocked returning last_seq",
+        let conversations: HashMap<String, (i64, bool)> = sqlx::query(
+            "select id, last_seq, blocked from conversations \
+             where id in (select value from json_each($1))",
         )
-        .bind(&new.conversation_id)
-        .bind(&new.id)
-        .bind(new.now.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            return Ok(InsertOutcome::Blocked);
-        };
-        let row = sqlx::query(
+        .bind(serde_json::json!(batch::conversation_ids(batch)).to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                (r.try_get("last_seq")?, r.try_get("blocked")?),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let plan = batch::plan(batch, &stored, &conversations);
+        if plan.conversations.is_empty() {
+            tx.commit().await?;
+            return Ok(Inserted {
+                outcomes: plan.outcomes(),
+                unread: Vec::new(),
+            });
+        }
+
+        // Lists go in as one JSON parameter each: one statement per step, whatever the batch.
+        let rows: Vec<serde_json::Value> = plan
+            .inserts()
+            .map(|m| {
+                serde_json::json!([
+                    m.id,
+                    m.conversation_id,
+                    m.seq,
+                    m.sender_id,
+                    m.kind,
+                    m.content,
+                    m.reply_to,
+                    m.attachments,
+                    m.client_message_id,
+                    m.created_at
+                ])
+            })
+            .collect();
+        sqlx::query(
             "insert into messages (id, conversation_id, seq, sender_id, type, content, reply_to, \
                attachments, client_message_id, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             returning id, conversation_id, seq, sender_id, type, content, reply_to, \
-               attachments, client_message_id, edited_at, deleted_at, created_at",
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+               value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9 \
+             from json_each($1)",
         )
-        .bind(&new.id)
-        .bind(&new.conversation_id)
-        .bind(seq)
-        .bind(&new.sender_id)
-        .bind(&new.kind)
-        .bind(&new.content)
-        .bind(&new.reply_to)
-        .bind(&new.attachments)
-        .bind(&new.client_message_id)
-        .bind(new.now.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let message = MessageRecord::from_row(&row)?;
-        sqlx::query(
-            "update participants set last_read_seq = max(last_read_seq, $3), last_read_at = $4 \
-             where conversation_id = $1 and user_id = $2",
-        )
-        .bind(&new.conversation_id)
-        .bind(&new.sender_id)
-        .bind(seq)
-        .bind(new.now.0)
+        .bind(serde_json::Value::from(rows).to_string())
         .execute(&mut *tx)
         .await?;
+
+        let changes = serde_json::Value::from(
+            plan.conversations
+                .iter()
+                .map(|c| serde_json::json!([c.id, c.last_seq, c.last_message_id, c.at, c.added]))
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        sqlx::query(
+            "update conversations set last_seq = u.value ->> 1, \
+               last_message_id = u.value ->> 2, last_message_at = u.value ->> 3, \
+               activity_at = u.value ->> 3, updated_at = u.value ->> 3 \
+             from json_each($1) as u where conversations.id = u.value ->> 0",
+        )
+        .bind(&changes)
+        .execute(&mut *tx)
+        .await?;
+        // Every participant first as a receiver of everything added, then each sender
+        // corrected: their own messages are not received, and their read position moves to
+        // their newest message, after which only what others added later is unread.
+        sqlx::query(
+            "update participants set activity_at = u.value ->> 3, hidden = 0, \
+               unread_count = unread_count + (u.value ->> 4), \
+               received_count = received_count + (u.value ->> 4) \
+             from json_each($1) as u where participants.conversation_id = u.value ->> 0",
+        )
+        .bind(&changes)
+        .execute(&mut *tx)
+        .await?;
+        let senders = serde_json::Value::from(
+            plan.senders
+                .iter()
+                .map(|s| {
+                    serde_json::json!([
+                        s.conversation_id,
+                        s.user_id,
+                        s.sent,
+                        s.last_seq,
+                        s.at,
+                        s.unread_after
+                    ])
+                })
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        sqlx::query(
+            "update participants set unread_count = u.value ->> 5, \
+               received_count = received_count - (u.value ->> 2), \
+               sent_count = sent_count + (u.value ->> 2), \
+               last_read_seq = max(last_read_seq, u.value ->> 3), last_read_at = u.value ->> 4 \
+             from json_each($1) as u \
+             where participants.conversation_id = u.value ->> 0 \
+               and participants.user_id = u.value ->> 1",
+        )
+        .bind(&senders)
+        .execute(&mut *tx)
+        .await?;
+        let counts = sqlx::query(
+            "select p.conversation_id, p.user_id, p.unread_count as unread, \
+               coalesce(s.unread_messages, 0) as total \
+             from participants p left join user_stats s on s.user_id = p.user_id \
+             where p.conversation_id in (select value ->> 0 from json_each($1)) \
+             order by p.conversation_id, p.user_id",
+        )
+        .bind(&changes)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(InsertOutcome::Created(message))
+        Ok(Inserted {
+            outcomes: plan.outcomes(),
+            unread: group_counts(&counts)?,
+        })
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<MessageRecord>> {
@@ -462,10 +562,10 @@ impl Store for SqliteStore {
         // SQLite's RETURNING cannot see other tables, so the unread count is read back in the
         // same transaction instead.
         let row = sqlx::query(concat!(
-            "select p.last_read_seq, p.last_read_at, ",
-            unread_count_of_p!(),
-            " as unread_count from participants p \
-             where p.conversation_id = $1 and p.user_id = $2"
+            "update participants as p set unread_count = ",
+            count_unread_of_p!(),
+            " where p.conversation_id = $1 and p.user_id = $2 \
+             returning last_read_seq, last_read_at, unread_count"
         ))
         .bind(conversation_id)
         .bind(user)
@@ -503,8 +603,8 @@ impl Store for SqliteStore {
 
     async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()> {
         sqlx::query(
-            "update participants as p set hidden_until_seq = c.last_seq, \
-               last_read_seq = max(p.last_read_seq, c.last_seq) \
+            "update participants as p set hidden_until_seq = c.last_seq, hidden = true, \
+               unread_count = 0, received_count = 0, last_read_seq = max(p.last_read_seq, c.last_seq) \
              from conversations c where c.id = p.conversation_id \
                and p.conversation_id = $1 and p.user_id = $2",
         )
@@ -560,67 +660,64 @@ impl Store for SqliteStore {
     }
 
     async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>> {
-        let row = sqlx::query(
-            "update messages set content = '', attachments = '[]', \
-               deleted_at = coalesce(deleted_at, $2) \
-             where id = $1 \
+        let mut tx = self.writer.begin().await?;
+        let deleted = sqlx::query(
+            "update messages set content = '', attachments = '[]', deleted_at = $2 \
+             where id = $1 and deleted_at is null \
              returning id, conversation_id, seq, sender_id, type, content, reply_to, \
                attachments, client_message_id, edited_at, deleted_at, created_at",
         )
         .bind(id)
         .bind(now.0)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.as_ref().map(MessageRecord::from_row).transpose()?)
+        let Some(row) = deleted else {
+            // Already deleted (or no such message): nothing changes, counters included.
+            let row = sqlx::query(concat!(
+                "select ",
+                message_columns!(),
+                " from messages m where m.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(row.as_ref().map(MessageRecord::from_row).transpose()?);
+        };
+        let message = MessageRecord::from_row(&row)?;
+        // The message leaves the sender's sent count, and the unread and received counts of
+        // everyone who counted it.
+        sqlx::query(
+            "update participants set \
+               sent_count = sent_count - case when user_id = $2 then 1 else 0 end, \
+               unread_count = unread_count - \
+                 case when user_id <> $2 and $3 > last_read_seq then 1 else 0 end, \
+               received_count = received_count - \
+                 case when user_id <> $2 and $3 > coalesce(hidden_until_seq, 0) then 1 else 0 end \
+             where conversation_id = $1",
+        )
+        .bind(&message.conversation_id)
+        .bind(&message.sender_id)
+        .bind(message.seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(message))
     }
 
     async fn unread_total(&self, user: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(concat!(
-            "select cast(coalesce(sum(",
-            unread_count_of_p!(),
-            "), 0) as bigint) from participants p where p.user_id = $1"
-        ))
-        .bind(user)
-        .fetch_one(&self.reader)
-        .await?)
+        Ok(sqlx::query_scalar(UNREAD_TOTAL_SQL)
+            .bind(user)
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     async fn stats(&self, user: &str) -> StoreResult<StatsRecord> {
-        let rows = sqlx::query(concat!(
-            "select c.type, p.archived, ",
-            unread_count_of_p!(),
-            " as unread_count from participants p \
-             join conversations c on c.id = p.conversation_id \
-             where p.user_id = $1 and ",
-            visible_to_p!()
-        ))
-        .bind(user)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<String, _>("type")?,
-                r.try_get::<bool, _>("archived")?,
-                r.try_get::<i64, _>("unread_count")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let sent: i64 = sqlx::query_scalar(
-            "select count(*) from messages where sender_id = $1 and deleted_at is null",
-        )
-        .bind(user)
-        .fetch_one(&self.reader)
-        .await?;
-        let received: i64 = sqlx::query_scalar(
-            "select count(*) from participants p join messages m on m.conversation_id = p.conversation_id \
-             where p.user_id = $1 and m.sender_id <> $1 and m.deleted_at is null \
-               and m.seq > coalesce(p.hidden_until_seq, 0)",
-        )
-        .bind(user)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(fold_stats(rows, sent, received))
+        let row = sqlx::query(STATS_SQL)
+            .bind(user)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(StatsRecord::from_row(row.as_ref())?)
     }
 
     async fn unread_counts(&self, conversation_id: &str) -> StoreResult<Vec<UnreadCounts>> {
@@ -638,6 +735,12 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar(CONTACTS_SQL)
             .bind(user)
             .fetch_all(&self.reader)
+            .await?)
+    }
+
+    async fn counter_drift(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(super::COUNTER_DRIFT_SQL)
+            .fetch_one(&self.reader)
             .await?)
     }
 }
