@@ -60,6 +60,7 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
             put(routes::edit_message).delete(routes::delete_message),
         )
         .route("/stats", get(routes::stats))
+        .route("/unread", get(routes::unread))
         .merge(openapi::docs())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -36,10 +36,11 @@ use utoipa_scalar::{Scalar, Servable};
         routes::delete_message,
         routes::search,
         routes::stats,
+        routes::unread,
     ),
     components(schemas(
         Problem, ErrorCode, Conversation, Message, MessagePreview, ReadReceipt, Attachment,
-        Page<Conversation>, Page<Message>, Stats, ReadState, MessagesRead, UnreadCountUpdated
+        Page<Conversation>, Page<Message>, Stats, UnreadTotal, ReadState, MessagesRead, UnreadCountUpdated
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chat_shared::service::ListConversations;
 use chat_shared::wire::{
     ArchiveRequest, Conversation, ConversationType, CreateConversationRequest, EditMessageRequest,
-    MarkReadRequest, Message, MuteRequest, Page, ReadState, SendMessageRequest, Stats,
+    MarkReadRequest, Message, MuteRequest, Page, ReadState, SendMessageRequest, Stats, UnreadTotal,
     UpdateConversationRequest,
 };
 use serde::Deserialize;
@@ -300,6 +300,17 @@ pub async fn search(
             .search_conversations(&caller, q.q.as_deref(), q.limit, q.cursor.as_deref())
             .await?,
     ))
+}
+
+/// The caller's unread total: the badge, in one cheap read (the same figure as
+/// `unreadMessages` in `/stats` and `totalUnread` in `unread_count_updated`).
+#[utoipa::path(get, path = "/unread", tag = "stats",
+    responses((status = 200, body = UnreadTotal), (status = 401, body = Problem)))]
+pub async fn unread(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Json<UnreadTotal>> {
+    Ok(Json(state.core.service.unread_total(&caller).await?))
 }
 
 /// Counters for the caller.

@@ -57,7 +57,9 @@ pub struct Common {
     /// Exit non-zero on any loss, duplicate, error, connect failure or disconnect.
     #[arg(long)]
     pub strict: bool,
-    /// Server processes to watch (CPU and VmRSS from /proc/<pid>); repeatable.
+    /// Server processes to watch (CPU and VmRSS from /proc/<pid>); repeatable. For `idle`,
+    /// give them in the order of --gateway (one per gateway) to get memory per socket of
+    /// each gateway; with another number, growth is divided by all sockets.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
     /// Socket connections opened at once.

@@ -189,12 +189,14 @@ pub fn load_summary(r: &LoadReport) {
             }
         }
         out!(
-            "    generator CPU {:.0}% of one core{}; reads sent {}, typing events sent {}",
+            "    generator CPU {:.0}% of one core{}; machine {} busy; reads sent {}, typing events sent {}",
             st.generator_cpu_percent,
             st.generator_note
                 .as_deref()
                 .map(|n| format!(" (GENERATOR-BOUND: {n})"))
                 .unwrap_or_default(),
+            st.machine_cpu_busy_percent
+                .map_or("?".to_owned(), |m| format!("{m:.0}% of all cores")),
             st.reads_sent,
             st.typing_sent
         );
@@ -251,16 +253,19 @@ pub fn idle(r: &IdleReport) {
         codes(&c.failures)
     );
     out!(
-        "held {:.1} s: {} still connected, disconnects {}, events {}",
+        "held {:.1} s: {} still connected, disconnects {}, events {}; generator RSS {} KiB",
         r.hold_secs,
         r.alive_after_hold,
         codes(&r.disconnects),
-        codes(&r.events)
+        codes(&r.events),
+        r.generator_rss_kib
+            .map_or("?".to_owned(), |k| k.to_string())
     );
     if !r.memory.is_empty() {
         out!(
-            "{:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
+            "{:>8} {:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
             "pid",
+            "sockets",
             "before KiB",
             "connected",
             "after hold",
@@ -271,8 +276,9 @@ pub fn idle(r: &IdleReport) {
         let optf = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
         for m in &r.memory {
             out!(
-                "{:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
+                "{:>8} {:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
                 m.pid.map_or("total".to_owned(), |p| p.to_string()),
+                m.sockets,
                 opt(m.before_kib),
                 opt(m.connected_kib),
                 opt(m.after_hold_kib),

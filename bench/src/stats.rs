@@ -131,13 +131,30 @@ pub fn cpu_percent(before: Option<Duration>, after: Option<Duration>, wall: Dura
     }
 }
 
-/// CPU readings of this process and of the server processes named by `--pid`, taken at the
-/// start of a span and turned into percentages at its end.
+/// The machine's CPU jiffies since boot: `(busy, total)` over all cores, from `/proc/stat`.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// CPU readings of this process, of the server processes named by `--pid` and of the whole
+/// machine, taken at the start of a span and turned into percentages at its end. The
+/// machine's figure shows what the others cannot: a database, or another job, eating the
+/// cores the server and the generator share.
 pub struct CpuProbe {
     pids: Vec<u32>,
     start: std::time::Instant,
     own: Option<Duration>,
     servers: Vec<Option<Duration>>,
+    machine: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -155,7 +172,16 @@ impl CpuProbe {
             start: std::time::Instant::now(),
             own: cpu_time(None),
             servers: pids.iter().map(|p| cpu_time(Some(*p))).collect(),
+            machine: machine_jiffies(),
         }
+    }
+
+    /// Busy share of all cores since [`CpuProbe::start`], in percent (100 = every core busy).
+    pub fn machine_busy_percent(&self) -> Option<f64> {
+        let ((b0, t0), (b1, t1)) = (self.machine?, machine_jiffies()?);
+        let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
+        let pct = b1.saturating_sub(b0) as f64 / total as f64 * 100.0;
+        Some((pct * 10.0).round() / 10.0)
     }
 
     /// `(own CPU %, per server)` since [`CpuProbe::start`].

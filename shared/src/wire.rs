@@ -296,6 +296,13 @@ pub struct Stats {
     pub by_type: BTreeMap<String, i64>,
 }
 
+/// `GET /unread`: the caller's unread messages over every conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadTotal {
+    pub total_unread: i64,
+}
+
 /// `messages_read` event payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

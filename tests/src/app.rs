@@ -364,4 +364,8 @@ impl UserClient<'_> {
     pub async fn stats(&self) -> TestResponse {
         self.call(Method::GET, "/stats", None).await
     }
+
+    pub async fn unread(&self) -> TestResponse {
+        self.call(Method::GET, "/unread", None).await
+    }
 }

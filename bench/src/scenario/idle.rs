@@ -37,12 +37,14 @@ impl Observer for Counts {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Memory {
     pub pid: Option<u32>,
+    /// The sockets its growth is divided by.
+    pub sockets: usize,
     pub before_kib: Option<u64>,
     pub connected_kib: Option<u64>,
     pub after_hold_kib: Option<u64>,
-    /// (connected - before) / sockets connected.
+    /// (connected - before) / sockets.
     pub per_socket_kib: Option<f64>,
-    /// (after hold - before) / sockets connected.
+    /// (after hold - before) / sockets.
     pub per_socket_after_hold_kib: Option<f64>,
 }
 
@@ -58,6 +60,8 @@ pub struct IdleReport {
     pub alive_after_hold: usize,
     pub disconnects: Codes,
     pub events: Codes,
+    /// This process's own RSS with every socket connected.
+    pub generator_rss_kib: Option<u64>,
     /// One entry per `--pid`, then the total (pid `null`).
     pub memory: Vec<Memory>,
     pub failures: Vec<String>,
@@ -102,6 +106,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Vec<String>> {
     );
     let (sockets, connect) = connect_all(&target, &tokens, common, observer.clone()).await;
     let connected = rss(&common.pids);
+    let generator_rss_kib = rss_kib(std::process::id());
     let n = connect.connected;
 
     eprintln!("chat-bench: {n} connected; holding {} s", args.hold_secs);
@@ -116,17 +121,24 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Vec<String>> {
     let hold_secs = hold_start.elapsed().as_secs_f64();
     close_all(&sockets).await;
 
+    // With as many --pid as gateways, the i-th pid is taken to be the i-th gateway and its
+    // growth is divided by that gateway's sockets; otherwise by all sockets.
+    let paired = common.pids.len() == connect.per_gateway.len();
     let mut memory: Vec<Memory> = common
         .pids
         .iter()
         .enumerate()
-        .map(|(i, pid)| Memory {
-            pid: Some(*pid),
-            before_kib: before[i],
-            connected_kib: connected[i],
-            after_hold_kib: after[i],
-            per_socket_kib: per_socket(before[i], connected[i], n),
-            per_socket_after_hold_kib: per_socket(before[i], after[i], n),
+        .map(|(i, pid)| {
+            let sockets = if paired { connect.per_gateway[i] } else { n };
+            Memory {
+                pid: Some(*pid),
+                sockets,
+                before_kib: before[i],
+                connected_kib: connected[i],
+                after_hold_kib: after[i],
+                per_socket_kib: per_socket(before[i], connected[i], sockets),
+                per_socket_after_hold_kib: per_socket(before[i], after[i], sockets),
+            }
         })
         .collect();
     if !common.pids.is_empty() {
@@ -137,6 +149,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Vec<String>> {
         );
         memory.push(Memory {
             pid: None,
+            sockets: n,
             before_kib: b,
             connected_kib: c,
             after_hold_kib: a,
@@ -163,6 +176,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Vec<String>> {
         alive_after_hold: alive,
         disconnects: lock(&observer.disconnects).clone(),
         events: lock(&observer.events).clone(),
+        generator_rss_kib,
         memory,
         failures: failures.clone(),
     };

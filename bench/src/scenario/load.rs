@@ -423,6 +423,9 @@ pub struct StepReport {
     pub generator_bound: bool,
     pub generator_note: Option<String>,
     pub servers: Vec<ServerCpu>,
+    /// Busy share of all the machine's cores over the sending span (server, generator,
+    /// database and anything else), percent.
+    pub machine_cpu_busy_percent: Option<f64>,
     /// Errors by code: `socket:<event>:<code>`, `rest:http:<status>:<code>`, `no_ack`,
     /// `disconnect:<reason>`, …
     pub errors: Codes,
@@ -666,6 +669,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Vec<String>> {
     if join_failed > 0 {
         failures.push(format!("{join_failed} join_conversation failure(s)"));
     }
+    let setup_errors = lock(&shared.setup).errors.clone();
+    if !setup_errors.is_empty() {
+        failures.push(format!("before the first step: {setup_errors:?}"));
+    }
     let merged = setup.create_status.get("200").copied().unwrap_or(0);
     if merged > 0 {
         failures.push(format!("{merged} conversation(s) merged by create-or-get"));
@@ -870,8 +877,11 @@ async fn run_step(
     }
     let send_wall = t0.elapsed();
     let (generator_cpu, servers) = probe.finish();
+    let machine = probe.machine_busy_percent();
     tokio::time::sleep(Duration::from_secs_f64(args.drain_secs)).await;
-    evaluate(ctx, &step, generator_cpu, servers, send_wall)
+    let mut report = evaluate(ctx, &step, generator_cpu, servers, send_wall);
+    report.machine_cpu_busy_percent = machine;
+    report
 }
 
 /// Sends planned message `seq` now (its planned time is `when`).
@@ -1126,6 +1136,7 @@ fn evaluate(
         generator_bound,
         generator_note: (!notes.is_empty()).then(|| notes.join(", ")),
         servers,
+        machine_cpu_busy_percent: None,
         errors,
         error_count,
         events: f.events.clone(),

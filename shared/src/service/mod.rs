@@ -21,7 +21,7 @@ use crate::time::{Clock, Millis};
 use crate::wire::{
     Attachment, Conversation, ConversationStatus, ConversationType, CreateConversationRequest,
     Message, MessagePreview, MessageStatus, MessageType, Page, ReadReceipt, ReadState,
-    SendMessageRequest, Stats, UpdateConversationRequest,
+    SendMessageRequest, Stats, UnreadTotal, UpdateConversationRequest,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -789,6 +789,12 @@ impl ChatService {
             ));
         }
         Ok((message, participants))
+    }
+
+    pub async fn unread_total(&self, caller: &Caller) -> ChatResult<UnreadTotal> {
+        Ok(UnreadTotal {
+            total_unread: self.store.unread_total(caller.id.as_str()).await?,
+        })
     }
 
     pub async fn stats(&self, caller: &Caller) -> ChatResult<Stats> {

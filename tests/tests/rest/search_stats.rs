@@ -169,6 +169,7 @@ async fn search_pages_with_a_cursor(app: TestApp) {
 async fn stats_count_a_known_scenario(app: TestApp) {
     let alice = app.user("u_alice");
     let bob = app.user("u_bob");
+    assert_eq!(ok(&app.user("u_new").unread().await), json!({ "totalUnread": 0 }));
     // A newcomer: zeros, every type present.
     let zero = ok(&app.user("u_new").stats().await);
     assert_eq!(
@@ -257,6 +258,8 @@ async fn stats_count_a_known_scenario(app: TestApp) {
     let stats = ok(&alice.stats().await);
     assert_eq!(stats["unreadConversations"], 1);
     assert_eq!(stats["unreadMessages"], 1);
+    // The badge endpoint says the same.
+    assert_eq!(ok(&alice.unread().await), json!({ "totalUnread": 1 }));
     assert_eq!(stats["archivedConversations"], 0);
     assert_eq!(stats["activeConversations"], 3);
 
