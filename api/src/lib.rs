@@ -123,7 +123,7 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
 /// Serves `app` on `listener` until Ctrl-C or SIGTERM, then drains in-flight requests and
 /// the events they announced.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: chat_shared::app::Listener,
     app: Router,
     events: std::sync::Arc<dyn chat_shared::events::EventBus>,
 ) -> std::io::Result<()> {

@@ -20,8 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let events = core.events.clone();
     let app = chat_api::router(core, &settings);
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "chat-api listening");
+    let listener = chat_shared::app::listen(addr).await?;
+    tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, "chat-api listening");
     chat_api::serve(listener, app, events).await?;
     Ok(())
 }

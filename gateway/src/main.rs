@@ -22,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
         settings.host,
         settings.port.unwrap_or(chat_gateway::DEFAULT_PORT),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "chat-gateway listening");
+    let listener = chat_shared::app::listen(addr).await?;
+    tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, "chat-gateway listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -17,8 +17,8 @@ async fn main() -> anyhow::Result<()> {
     let gateway = chat_gateway::mount(core.clone(), &settings).await?;
     let app = chat_api::router_with(core, &settings, gateway.router.clone());
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let listener = chat_shared::app::listen(addr).await?;
+    let local = axum::serve::Listener::local_addr(&listener)?;
     let host = if local.ip().is_unspecified() {
         "localhost".to_owned()
     } else {

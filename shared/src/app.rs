@@ -225,3 +225,21 @@ pub async fn run_cli(mode: Mode) -> anyhow::Result<Option<Settings>> {
         }
     }
 }
+
+/// Accepted connections of [`listen`]: TCP with Nagle's algorithm off.
+pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// Binds `addr` for serving. Every accepted connection gets `TCP_NODELAY`: a chat writes
+/// small frames (an ack, an event) and waits for the answer, and with Nagle's algorithm on,
+/// a small write behind an unacknowledged one waits for the peer's delayed ACK, about 40 ms.
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<Listener> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(listener.tap_io(nodelay as fn(&mut tokio::net::TcpStream)))
+}
+
+fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}

@@ -116,10 +116,10 @@ impl TestApp {
             .await
             .expect("gateway mounts");
         let app = chat_api::router_with(core, &settings, gateway.router);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = chat_shared::app::listen(([127, 0, 0, 1], 0).into())
             .await
             .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+        let addr = axum::serve::Listener::local_addr(&listener).expect("local addr");
         tokio::spawn(async move {
             axum_serve(listener, app).await;
         });
@@ -220,7 +220,7 @@ impl TestApp {
     }
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+async fn axum_serve(listener: chat_shared::app::Listener, app: axum::Router) {
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("test server stopped: {e}");
     }

@@ -169,7 +169,10 @@ async fn search_pages_with_a_cursor(app: TestApp) {
 async fn stats_count_a_known_scenario(app: TestApp) {
     let alice = app.user("u_alice");
     let bob = app.user("u_bob");
-    assert_eq!(ok(&app.user("u_new").unread().await), json!({ "totalUnread": 0 }));
+    assert_eq!(
+        ok(&app.user("u_new").unread().await),
+        json!({ "totalUnread": 0 })
+    );
     // A newcomer: zeros, every type present.
     let zero = ok(&app.user("u_new").stats().await);
     assert_eq!(
