@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "counters",
         include_str!("../../../migrations/sqlite/0002_counters.sql"),
     ),
+    (
+        3,
+        "search members",
+        include_str!("../../../migrations/sqlite/0003_search_members.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -137,9 +142,15 @@ fn conversation_with_unread(row: &SqliteRow) -> Result<(ConversationRecord, i64)
     ))
 }
 
-/// An FTS5 query matching `term` as a prefix phrase; quotes make any input safe to match.
-fn fts_prefix(term: &str) -> String {
-    format!("\"{}\"*", term.replace('"', "\"\""))
+/// An FTS5 query for messages of `user`'s conversations matching `term` as a prefix phrase;
+/// quotes make any input safe to match. Members are indexed as their ids in hex (migration
+/// 0003), which the tokenizer keeps whole.
+fn fts_member_prefix(user: &str, term: &str) -> String {
+    let hex: String = user.bytes().map(|b| format!("{b:02X}")).collect();
+    format!(
+        "members : \"{hex}\" AND content : \"{}\"*",
+        term.replace('"', "\"\"")
+    )
 }
 
 /// A LIKE pattern matching `term` anywhere (with `escape '\'`).
@@ -235,8 +246,23 @@ impl Store for SqliteStore {
         user: &str,
         query: &ConversationQuery,
     ) -> StoreResult<Vec<ConversationView>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
-            "select ",
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        // Per search term, the user's conversations whose messages match, with the newest
+        // matching seq (to leave out what the user hid): one FTS query that intersects the
+        // term with the user's member token inside the index (see migration 0003), computed
+        // once, never per conversation.
+        for (i, term) in query.search.iter().enumerate() {
+            qb.push(if i == 0 { "with " } else { ", " })
+                .push(format!("hits{i} as materialized ("))
+                .push(
+                    "select m.conversation_id, max(m.seq) as top from messages_fts f \
+                     join messages m on m.rowid = f.rowid where messages_fts match ",
+                )
+                .push_bind(fts_member_prefix(user, term))
+                .push(" group by m.conversation_id)");
+        }
+        qb.push(concat!(
+            " select ",
             conversation_columns!(),
             ", ",
             unread_count_of_p!(),
@@ -255,7 +281,7 @@ impl Store for SqliteStore {
         if let Some(property) = &query.property_id {
             qb.push(" and c.property_id = ").push_bind(property);
         }
-        for term in &query.search {
+        for (i, term) in query.search.iter().enumerate() {
             let like = like_pattern(term);
             qb.push(" and (c.title like ")
                 .push_bind(like.clone())
@@ -268,14 +294,10 @@ impl Store for SqliteStore {
                      where q.conversation_id = c.id and q.user_id like ",
                 )
                 .push_bind(like)
-                .push(
-                    " escape '\\') or exists (select 1 from messages_fts f \
-                     join messages m on m.rowid = f.rowid \
-                     where m.conversation_id = c.id and m.seq > coalesce(p.hidden_until_seq, 0) \
-                     and messages_fts match ",
-                )
-                .push_bind(fts_prefix(term))
-                .push("))");
+                .push(format!(
+                    " escape '\\') or exists (select 1 from hits{i} h \
+                     where h.conversation_id = c.id and h.top > coalesce(p.hidden_until_seq, 0)))"
+                ));
         }
         // Keyset on the participant's copy of the activity time, in the order of the
         // participants_inbox indexes: the page is read from the index and nothing more.
