@@ -1,7 +1,8 @@
 //! Events from the bus to this replica's sockets. A user's events go to their user room, so
 //! each of their sockets gets each event once, whatever conversation rooms it joined; typing
 //! goes to the conversation room minus the typer's sockets. The payload arrives as JSON text
-//! and is parsed once per event; socketioxide encodes it once per broadcast.
+//! and goes out as that text (a `RawValue`): socketioxide writes it into the packet once per
+//! broadcast without a parse and a second serialisation.
 
 use crate::{conversation_room, user_room};
 use chat_shared::events::{Audience, Event};
@@ -32,14 +33,15 @@ async fn deliver(io: &SocketIo, event: Event) {
     if target().sockets().is_empty() {
         return;
     }
-    let payload: serde_json::Value = match serde_json::from_str(&event.payload) {
+    // Spliced as it is, not parsed into a tree and written again for every recipient room.
+    let payload: &serde_json::value::RawValue = match serde_json::from_str(&event.payload) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(event = %event.name, error = %e, "undeliverable payload");
             return;
         }
     };
-    if let Err(e) = target().emit(event.name.as_str(), &payload).await {
+    if let Err(e) = target().emit(event.name.as_str(), payload).await {
         // Partial: the other sockets got it. A closing socket or a full per-socket queue
         // (a client far behind) is that client's loss, recovered through the API.
         tracing::debug!(event = %event.name, error = %e, "event not delivered to every socket");
