@@ -69,8 +69,7 @@ from seed_pairs p,
 -- A generated pair can repeat a user (a tiny ordinary population): keep one row then.
 on conflict do nothing;
 
-insert into messages (id, conversation_id, seq, sender_id, type, content, attachments, created_at,
-    members)
+insert into messages (id, conversation_id, seq, sender_id, type, content, attachments, created_at)
 select p.id || '_' || s, p.id, s,
     case when s % 2 = 1 then p.a else p.b end,
     'text',
@@ -79,9 +78,7 @@ select p.id || '_' || s, p.id, s,
       || ' ' || (array['garden','parking','balcony','lease','keys','heating','internet','laundry'])[1 + (p.i % 8)]
       || ' ref' || ((p.i * 31 + s) % 1024),
     '[]',
-    p.at - (:per_conversation - s) * 60000,
-    -- Members in user id order, as the store writes them.
-    case when p.a < p.b then array[p.a, p.b] else array[p.b, p.a] end
+    p.at - (:per_conversation - s) * 60000
 from seed_pairs p, generate_series(1, :per_conversation) as s;
 
 -- Counters, exactly as the store keeps them (nothing is deleted or hidden in the seed).
@@ -105,7 +102,7 @@ create index participants_by_user on participants (user_id, conversation_id);
 create index participants_inbox on participants (user_id, activity_at desc, conversation_id desc);
 create index participants_inbox_by_status
     on participants (user_id, archived, activity_at desc, conversation_id desc);
-create index messages_search on messages using gin (search_doc, members);
+create index messages_search on messages using gin (search_doc);
 
 delete from user_stats;
 insert into user_stats

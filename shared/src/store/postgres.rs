@@ -36,11 +36,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "counters",
         include_str!("../../../migrations/postgres/0003_counters.sql"),
     ),
-    (
-        4,
-        "search members",
-        include_str!("../../../migrations/postgres/0004_search_members.sql"),
-    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -54,9 +49,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
-            // No JIT: it compiles a plan when its estimated cost is high (a search over many
-            // conversations), adding tens of milliseconds to requests that run in a few. Set
-            // per session rather than in the URL's `options`, which the caller may use.
+            // No JIT: it compiles a plan when its estimated cost is high (a search over a
+            // landlord's 10,000 conversations), adding tens of milliseconds to requests that
+            // run in a few. Set per session rather than in the URL's `options`, which the
+            // caller may use (the tests select their schema there).
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::Executor::execute(conn, "set jit = off").await?;
@@ -180,13 +176,9 @@ impl PostgresStore {
         let rows: Vec<&MessageRecord> = plan.inserts().collect();
         sqlx::query(
             "insert into messages (id, conversation_id, seq, sender_id, type, content, reply_to, \
-               attachments, client_message_id, created_at, members) \
-             select u.*, (select array_agg(p.user_id order by p.user_id) from participants p \
-                          where p.conversation_id = u.conversation_id) \
-             from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-               $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) \
-               as u(id, conversation_id, seq, sender_id, type, content, reply_to, attachments, \
-                 client_message_id, created_at)",
+               attachments, client_message_id, created_at) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
         )
         .bind(rows.iter().map(|m| m.id.as_str()).collect::<Vec<_>>())
         .bind(
@@ -402,29 +394,8 @@ impl Store for PostgresStore {
         user: &str,
         query: &ConversationQuery,
     ) -> StoreResult<Vec<ConversationView>> {
-        let mut qb = QueryBuilder::<Postgres>::new("");
-        // Per search term, the user's conversations whose messages match, with the newest
-        // matching seq (to leave out what the user hid): text and membership intersected in
-        // one GIN index (migration 0004), computed once, never per conversation.
-        let mut with = false;
-        for (i, term) in query.search.iter().enumerate() {
-            let Some(tsquery) = tsquery_prefix(term) else {
-                continue;
-            };
-            qb.push(if with { ", " } else { "with " })
-                .push(format!("hits{i} as materialized ("))
-                .push(
-                    "select m.conversation_id, max(m.seq) as top from messages m \
-                     where m.search_doc @@ to_tsquery('simple', ",
-                )
-                .push_bind(tsquery)
-                .push(") and m.members @> array[")
-                .push_bind(user)
-                .push("]::text[] group by m.conversation_id)");
-            with = true;
-        }
-        qb.push(concat!(
-            " select ",
+        let mut qb = QueryBuilder::<Postgres>::new(concat!(
+            "select ",
             conversation_columns!(),
             ", ",
             unread_count_of_p!(),
@@ -443,7 +414,7 @@ impl Store for PostgresStore {
         if let Some(property) = &query.property_id {
             qb.push(" and c.property_id = ").push_bind(property);
         }
-        for (i, term) in query.search.iter().enumerate() {
+        for term in &query.search {
             let like = like_pattern(term);
             qb.push(" and (c.title ilike ")
                 .push_bind(like.clone())
@@ -457,11 +428,14 @@ impl Store for PostgresStore {
                 )
                 .push_bind(like)
                 .push(" escape '\\')");
-            if tsquery_prefix(term).is_some() {
-                qb.push(format!(
-                    " or exists (select 1 from hits{i} h where h.conversation_id = c.id \
-                     and h.top > coalesce(p.hidden_until_seq, 0))"
-                ));
+            if let Some(tsquery) = tsquery_prefix(term) {
+                qb.push(
+                    " or exists (select 1 from messages m where m.conversation_id = c.id \
+                     and m.seq > coalesce(p.hidden_until_seq, 0) \
+                     and m.search_doc @@ to_tsquery('simple', ",
+                )
+                .push_bind(tsquery)
+                .push("))");
             }
             qb.push(")");
         }
