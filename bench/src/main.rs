@@ -3,8 +3,9 @@
 //!
 //! It speaks Engine.IO v4 / Socket.IO v5 over WebSocket itself ([`sio`]), one tokio task per
 //! socket, so that thousands of sockets cost a few kilobytes each on the generator side.
-//! Subcommands: `load` (messages at a fixed rate or a ramp, delivery latency and loss) and
-//! `idle` (memory per connected socket on the server). See `bench/README.md`.
+//! Subcommands: `load` (messages at a fixed rate or a ramp, delivery latency and loss),
+//! `idle` (memory per connected socket on the server) and `reads` (REST read latency per
+//! user, for the storage-at-scale databases). See `bench/README.md`.
 
 mod report;
 mod rest;
@@ -32,6 +33,9 @@ enum Command {
     Load(LoadArgs),
     /// Holds many connected sockets and reports the servers' memory per socket.
     Idle(IdleArgs),
+    /// REST read latency for given users, one request at a time on one connection: inbox
+    /// pages, a message page, the unread badge, the counters, searches.
+    Reads(ReadsArgs),
 }
 
 /// Options shared by every scenario.
@@ -155,6 +159,57 @@ pub struct IdleArgs {
     pub hold_secs: f64,
 }
 
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ReadsArgs {
+    /// REST origin (the REST base path /api/v1/chat is appended). Loopback only.
+    #[arg(long, env = "CHAT_API", default_value = "http://127.0.0.1:8000")]
+    pub api: String,
+    /// HS256 secret the server verifies tokens with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    #[serde(skip)]
+    pub jwt_secret: String,
+    /// A user to read as (repeat): e.g. u_landlord, u_support, u_8 in the seeded databases.
+    #[arg(long = "user", value_name = "USER", required = true)]
+    pub users: Vec<String>,
+    /// Timed requests per user and kind of read.
+    #[arg(long, default_value_t = 100)]
+    pub requests: u64,
+    /// Untimed requests before them (per user and kind).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+    /// Search terms (repeat); each is one kind of read, `search:<term>`. Default: a common
+    /// word, a rare one, a title word and one that matches nothing in the seed.
+    #[arg(long = "search", value_name = "TERM",
+          default_values_t = ["garden".to_owned(), "ref77".to_owned(), "Elm".to_owned(), "zzzz".to_owned()])]
+    pub search: Vec<String>,
+    /// The deeper inbox page is the one this many `nextCursor`s in (5: conversations
+    /// 101–120 with --inbox-limit 20).
+    #[arg(long, default_value_t = 5)]
+    pub deep_pages: usize,
+    /// Time allowed for one kind of read of one user, warm-up included: once spent, the
+    /// warm-up is cut short and timing stops (after at least one timed request).
+    #[arg(long, default_value_t = 30.0)]
+    pub kind_budget_secs: f64,
+    /// Time allowed for one request.
+    #[arg(long, default_value_t = 120)]
+    pub request_timeout_secs: u64,
+    /// `limit` of inbox pages.
+    #[arg(long, default_value_t = 20)]
+    pub inbox_limit: u32,
+    /// `limit` of the message page.
+    #[arg(long, default_value_t = 50)]
+    pub message_limit: u32,
+    /// The whole run aborts with an error after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub deadline_secs: u64,
+    /// Write every figure as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// A free-form label copied into the JSON (e.g. "postgres", "sqlite").
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
 /// Wall clock in UNIX microseconds (the timestamp carried in message contents).
 pub fn now_micros() -> u64 {
     SystemTime::now()
@@ -175,11 +230,16 @@ pub fn loopback(url: &str) -> anyhow::Result<reqwest::Url> {
     }
 }
 
-/// Exit code when `--strict` finds loss, duplicates or errors.
+/// Exit code when `--strict` finds loss, duplicates or errors (or `reads` a non-2xx answer).
 const EXIT_STRICT: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let failed_what = if matches!(cli.command, Command::Reads(_)) {
+        "reads failed"
+    } else {
+        "--strict"
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,7 +256,7 @@ fn main() -> ExitCode {
     match result {
         Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
         Ok(failures) => {
-            eprintln!("chat-bench: --strict: {}", failures.join("; "));
+            eprintln!("chat-bench: {failed_what}: {}", failures.join("; "));
             ExitCode::from(EXIT_STRICT)
         }
         Err(e) => {
@@ -209,19 +269,29 @@ fn main() -> ExitCode {
 /// Runs the scenario under the deadline; `Ok(failures)` lists what `--strict` rejects (empty
 /// without `--strict`).
 async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
-    let common = match &cli.command {
-        Command::Load(a) => &a.common,
-        Command::Idle(a) => &a.common,
+    // `reads` has no --strict: a non-2xx answer always fails it.
+    let (secret, deadline_secs, strict) = match &cli.command {
+        Command::Load(a) => (
+            &a.common.jwt_secret,
+            a.common.deadline_secs,
+            a.common.strict,
+        ),
+        Command::Idle(a) => (
+            &a.common.jwt_secret,
+            a.common.deadline_secs,
+            a.common.strict,
+        ),
+        Command::Reads(a) => (&a.jwt_secret, a.deadline_secs, true),
     };
-    if common.jwt_secret.len() < 16 {
+    if secret.len() < 16 {
         bail!("--jwt-secret / JWT_SECRET must be set (at least 16 bytes, as the servers require)");
     }
-    let deadline = Duration::from_secs(common.deadline_secs);
-    let strict = common.strict;
+    let deadline = Duration::from_secs(deadline_secs);
     let outcome = tokio::time::timeout(deadline, async {
         match &cli.command {
             Command::Load(args) => scenario::load::run(args).await,
             Command::Idle(args) => scenario::idle::run(args).await,
+            Command::Reads(args) => scenario::reads::run(args).await,
         }
     })
     .await
@@ -258,5 +328,29 @@ mod tests {
             "50,50,200",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn reads_cli_parses_with_default_searches() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "reads",
+            "--jwt-secret",
+            "0123456789abcdef",
+            "--user",
+            "u_landlord",
+            "--user",
+            "u_8",
+            "--requests",
+            "20",
+        ]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Reads(a)) => {
+                assert_eq!(a.users, ["u_landlord", "u_8"]);
+                assert_eq!(a.search, ["garden", "ref77", "Elm", "zzzz"]);
+                assert_eq!(a.requests, 20);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

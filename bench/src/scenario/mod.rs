@@ -2,6 +2,7 @@
 
 pub mod idle;
 pub mod load;
+pub mod reads;
 
 use crate::Common;
 use crate::sio::{self, Observer, SocketHandle};
