@@ -348,6 +348,23 @@ pub trait Store: Send + Sync + 'static {
     async fn counter_drift(&self) -> StoreResult<i64>;
 }
 
+/// Both backends' first step of a delete: blanks a message not deleted yet (`$1` id, `$2` time).
+pub(crate) const DELETE_MESSAGE_SQL: &str = "update messages set content = '', attachments = '[]', deleted_at = $2 \
+     where id = $1 and deleted_at is null \
+     returning id, conversation_id, seq, sender_id, type, content, reply_to, \
+       attachments, client_message_id, edited_at, deleted_at, created_at";
+
+/// Both backends' second step: the deleted message (`$1` conversation, `$2` sender, `$3`
+/// seq) leaves the sender's sent count, and the unread and received counts of everyone who
+/// counted it.
+pub(crate) const UNCOUNT_DELETED_SQL: &str = "update participants set \
+       sent_count = sent_count - case when user_id = $2 then 1 else 0 end, \
+       unread_count = unread_count - \
+         case when user_id <> $2 and $3 > last_read_seq then 1 else 0 end, \
+       received_count = received_count - \
+         case when user_id <> $2 and $3 > coalesce(hidden_until_seq, 0) then 1 else 0 end \
+     where conversation_id = $1";
+
 /// Both backends' [`Store::counter_drift`].
 pub(crate) const COUNTER_DRIFT_SQL: &str = "select \
     (select count(*) from participants p join conversations c on c.id = p.conversation_id where \

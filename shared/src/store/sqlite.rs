@@ -683,16 +683,11 @@ impl Store for SqliteStore {
 
     async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>> {
         let mut tx = self.writer.begin().await?;
-        let deleted = sqlx::query(
-            "update messages set content = '', attachments = '[]', deleted_at = $2 \
-             where id = $1 and deleted_at is null \
-             returning id, conversation_id, seq, sender_id, type, content, reply_to, \
-               attachments, client_message_id, edited_at, deleted_at, created_at",
-        )
-        .bind(id)
-        .bind(now.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let deleted = sqlx::query(super::DELETE_MESSAGE_SQL)
+            .bind(id)
+            .bind(now.0)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = deleted else {
             // Already deleted (or no such message): nothing changes, counters included.
             let row = sqlx::query(concat!(
@@ -707,22 +702,12 @@ impl Store for SqliteStore {
             return Ok(row.as_ref().map(MessageRecord::from_row).transpose()?);
         };
         let message = MessageRecord::from_row(&row)?;
-        // The message leaves the sender's sent count, and the unread and received counts of
-        // everyone who counted it.
-        sqlx::query(
-            "update participants set \
-               sent_count = sent_count - case when user_id = $2 then 1 else 0 end, \
-               unread_count = unread_count - \
-                 case when user_id <> $2 and $3 > last_read_seq then 1 else 0 end, \
-               received_count = received_count - \
-                 case when user_id <> $2 and $3 > coalesce(hidden_until_seq, 0) then 1 else 0 end \
-             where conversation_id = $1",
-        )
-        .bind(&message.conversation_id)
-        .bind(&message.sender_id)
-        .bind(message.seq)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(super::UNCOUNT_DELETED_SQL)
+            .bind(&message.conversation_id)
+            .bind(&message.sender_id)
+            .bind(message.seq)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(message))
     }
