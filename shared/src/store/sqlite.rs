@@ -10,8 +10,7 @@ use super::{
     CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
     NewConversation, NewMessage, ParticipantRecord, ReadOutcome, STATS_SQL, SeqRange, StatsRecord,
     Store, StoreResult, UNREAD_COUNTS_SQL, UNREAD_TOTAL_SQL, UnreadCounts, assemble_views,
-    conversation_columns, count_unread_of_p, message_columns, migrator, unread_count_of_p,
-    visible_to_p,
+    conversation_columns, message_columns, migrator, unread_count_of_p, visible_to_p,
 };
 use super::{Inserted, group_counts};
 use crate::time::Millis;
@@ -558,42 +557,39 @@ impl Store for SqliteStore {
         up_to: Option<i64>,
         now: Millis,
     ) -> StoreResult<ReadOutcome> {
-        let mut tx = self.writer.begin().await?;
+        // Two statements on the one writer connection, held throughout: no other write can
+        // come between them, and the update is atomic on its own, so no transaction is
+        // needed (each statement is a hand-off to the connection's thread: a read receipt
+        // went from five to two). Every SET expression sees the row as it was, so the unread
+        // count is taken after the new position.
+        let mut conn = self.writer.acquire().await?;
         let before: i64 = sqlx::query_scalar(
             "select last_read_seq from participants where conversation_id = $1 and user_id = $2",
         )
         .bind(conversation_id)
         .bind(user)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-        sqlx::query(
+        let row = sqlx::query(
             "update participants as p set \
                last_read_seq = max(p.last_read_seq, min(coalesce($3, c.last_seq), c.last_seq)), \
                last_read_at = case \
                  when min(coalesce($3, c.last_seq), c.last_seq) > p.last_read_seq then $4 \
-                 else p.last_read_at end \
+                 else p.last_read_at end, \
+               unread_count = (select count(*) from messages u \
+                 where u.conversation_id = p.conversation_id \
+                   and u.seq > max(p.last_read_seq, min(coalesce($3, c.last_seq), c.last_seq)) \
+                   and u.sender_id <> p.user_id and u.deleted_at is null) \
              from conversations c where c.id = p.conversation_id \
-               and p.conversation_id = $1 and p.user_id = $2",
+               and p.conversation_id = $1 and p.user_id = $2 \
+             returning last_read_seq, last_read_at, unread_count",
         )
         .bind(conversation_id)
         .bind(user)
         .bind(up_to)
         .bind(now.0)
-        .execute(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-        // SQLite's RETURNING cannot see other tables, so the unread count is read back in the
-        // same transaction instead.
-        let row = sqlx::query(concat!(
-            "update participants as p set unread_count = ",
-            count_unread_of_p!(),
-            " where p.conversation_id = $1 and p.user_id = $2 \
-             returning last_read_seq, last_read_at, unread_count"
-        ))
-        .bind(conversation_id)
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
         let last_read_seq: i64 = row.try_get("last_read_seq")?;
         Ok(ReadOutcome {
             last_read_seq,
