@@ -1497,7 +1497,7 @@ async fn a_batch_numbers_each_conversation_and_answers_each_message(store: Arc<d
     let of = |user: &str| counts.iter().find(|c| c.user_id == user).unwrap().clone();
     // Alice read up to her a1 (seq 2), then bob's a2 came: 1 unread. Bob sent the last one.
     assert_eq!((of("alice").unread, of("bob").unread), (1, 0));
-    // Alice's total also holds b's messages after her b2? None: b2 is the newest of b.
+    // Alice's total over both conversations: that 1 in a, nothing in b (her b2 is b's newest).
     assert_eq!(of("alice").total, 1);
     let counts_b = inserted.unread_of(&b).expect("counts of b");
     let carol = counts_b.iter().find(|c| c.user_id == "carol").unwrap();

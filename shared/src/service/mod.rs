@@ -12,7 +12,7 @@ use crate::domain::{Caller, ClientMessageId, MessageBody, PropertyId, UserId};
 use crate::error::{ChatError, ChatResult, ErrorCode};
 use crate::events::{EventBus, names};
 use crate::ratelimit::RateLimiter;
-use crate::store::writer::{BatchWriter, Written};
+use crate::store::writer::BatchWriter;
 use crate::store::{
     ConversationQuery, ConversationView, InsertOutcome, MessageRecord, NewConversation, NewMessage,
     ParticipantRecord, SeqRange, Store,
@@ -195,10 +195,18 @@ impl ChatService {
         let mut first = None;
         if let Some(body) = initial {
             let sent = match self.limit(caller).await {
-                Ok(()) => {
-                    self.insert(caller, &id, MessageType::Text, body, None, Vec::new(), None)
-                        .await
-                }
+                Ok(()) => match self.new_message(
+                    caller,
+                    &id,
+                    MessageType::Text,
+                    body,
+                    None,
+                    Vec::new(),
+                    None,
+                ) {
+                    Ok(new) => self.writer.insert(new).await.map_err(ChatError::from),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match sent.map(|w| w.outcome) {
@@ -513,29 +521,6 @@ impl ChatService {
             message: to_message(&first, participants),
             created: false,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn insert(
-        &self,
-        caller: &Caller,
-        conversation_id: &str,
-        kind: MessageType,
-        body: MessageBody,
-        reply_to: Option<String>,
-        attachments: Vec<Attachment>,
-        client_id: Option<ClientMessageId>,
-    ) -> ChatResult<Written> {
-        let new = self.new_message(
-            caller,
-            conversation_id,
-            kind,
-            body,
-            reply_to,
-            attachments,
-            client_id,
-        )?;
-        Ok(self.writer.insert(new).await?)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -161,10 +161,20 @@ pub(crate) fn plan(
 
 /// Fills the conversation and sender changes from the inserts.
 fn summarise(plan: &mut Plan) {
-    let inserts: Vec<MessageRecord> = plan.inserts().cloned().collect();
+    let Plan {
+        fates,
+        conversations,
+        senders,
+    } = plan;
+    let inserts: Vec<&MessageRecord> = fates
+        .iter()
+        .filter_map(|f| match f {
+            Fate::Insert(record) => Some(record),
+            _ => None,
+        })
+        .collect();
     for record in &inserts {
-        match plan
-            .conversations
+        match conversations
             .iter_mut()
             .find(|c| c.id == record.conversation_id)
         {
@@ -175,7 +185,7 @@ fn summarise(plan: &mut Plan) {
                 change.at = change.at.max(record.created_at);
                 change.added += 1;
             }
-            None => plan.conversations.push(ConversationChange {
+            None => conversations.push(ConversationChange {
                 id: record.conversation_id.clone(),
                 last_seq: record.seq,
                 last_message_id: record.id.clone(),
@@ -183,8 +193,7 @@ fn summarise(plan: &mut Plan) {
                 added: 1,
             }),
         }
-        match plan
-            .senders
+        match senders
             .iter_mut()
             .find(|s| s.conversation_id == record.conversation_id && s.user_id == record.sender_id)
         {
@@ -193,7 +202,7 @@ fn summarise(plan: &mut Plan) {
                 sender.last_seq = record.seq;
                 sender.at = sender.at.max(record.created_at);
             }
-            None => plan.senders.push(SenderChange {
+            None => senders.push(SenderChange {
                 conversation_id: record.conversation_id.clone(),
                 user_id: record.sender_id.clone(),
                 sent: 1,
@@ -203,7 +212,7 @@ fn summarise(plan: &mut Plan) {
             }),
         }
     }
-    for sender in &mut plan.senders {
+    for sender in senders.iter_mut() {
         sender.unread_after = inserts
             .iter()
             .filter(|m| {
@@ -213,7 +222,7 @@ fn summarise(plan: &mut Plan) {
             })
             .count() as i64;
     }
-    plan.conversations.sort_by(|a, b| a.id.cmp(&b.id));
+    conversations.sort_by(|a, b| a.id.cmp(&b.id));
 }
 
 #[cfg(test)]

@@ -82,47 +82,57 @@ async fn work(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max
 
 /// Writes one batch and answers every job in it.
 async fn write(store: &dyn Store, jobs: Vec<Job>) {
-    let batch: Vec<NewMessage> = jobs.iter().map(|j| j.new.clone()).collect();
+    // The messages move into the batch; only the answer channels stay beside them.
+    let (batch, replies): (Vec<NewMessage>, Vec<_>) =
+        jobs.into_iter().map(|job| (job.new, job.reply)).unzip();
     match store.insert_messages(&batch).await {
-        Ok(inserted) => answer(jobs, inserted),
-        Err(e) if e.is_unavailable() || jobs.len() == 1 => {
-            if jobs.len() > 1 {
-                tracing::warn!(error = %e, size = jobs.len(), "batch of sends failed");
+        Ok(inserted) => answer(&batch, replies, &inserted),
+        Err(e) if e.is_unavailable() || batch.len() == 1 => {
+            if batch.len() > 1 {
+                tracing::warn!(error = %e, size = batch.len(), "batch of sends failed");
             }
             let shared = Arc::new(e);
-            for job in jobs {
-                let _ = job.reply.send(Err(StoreError::Shared(Arc::clone(&shared))));
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Shared(Arc::clone(&shared))));
             }
         }
         // Something in the batch failed it (a bug, or a value the database refused): write
         // each message on its own so that one bad send does not fail the others.
         Err(e) => {
-            tracing::warn!(error = %e, size = jobs.len(), "batch of sends failed: writing them one by one");
-            for job in jobs {
+            tracing::warn!(error = %e, size = batch.len(), "batch of sends failed: writing them one by one");
+            for (new, reply) in batch.iter().zip(replies) {
                 let result = store
-                    .insert_messages(std::slice::from_ref(&job.new))
+                    .insert_messages(std::slice::from_ref(new))
                     .await
-                    .and_then(|mut inserted| {
-                        let unread = inserted.unread_of(&job.new.conversation_id);
-                        inserted
-                            .outcomes
-                            .pop()
-                            .map(|outcome| Written { outcome, unread })
-                            .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
+                    .and_then(|inserted| {
+                        written(new, &inserted, 0).ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
                     });
-                let _ = job.reply.send(result);
+                let _ = reply.send(result);
             }
         }
     }
 }
 
-fn answer(jobs: Vec<Job>, inserted: Inserted) {
-    for (job, outcome) in jobs.into_iter().zip(inserted.outcomes.iter().cloned()) {
-        let unread = match outcome {
-            InsertOutcome::Created(_) => inserted.unread_of(&job.new.conversation_id),
-            _ => None,
-        };
-        // A send whose caller went away is still committed; nobody is left to tell.
-        let _ = job.reply.send(Ok(Written { outcome, unread }));
+/// What message `index` of a batch got.
+fn written(new: &NewMessage, inserted: &Inserted, index: usize) -> Option<Written> {
+    let outcome = inserted.outcomes.get(index)?.clone();
+    let unread = match outcome {
+        InsertOutcome::Created(_) => inserted.unread_of(&new.conversation_id),
+        _ => None,
+    };
+    Some(Written { outcome, unread })
+}
+
+fn answer(
+    batch: &[NewMessage],
+    replies: Vec<oneshot::Sender<StoreResult<Written>>>,
+    inserted: &Inserted,
+) {
+    for (index, (new, reply)) in batch.iter().zip(replies).enumerate() {
+        // A send whose caller went away is still committed; nobody is left to tell. A missing
+        // outcome (never expected) drops the channel: the caller gets `WriterStopped`.
+        if let Some(result) = written(new, inserted, index) {
+            let _ = reply.send(Ok(result));
+        }
     }
 }
