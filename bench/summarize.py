@@ -278,6 +278,35 @@ def storage_section(run):
     return "\n".join(lines)
 
 
+def bus_section(run):
+    if "bus" not in run.status:
+        return None
+    rows = []
+    for mode in ("disjoint", "mixed"):
+        rep = run.json("bus", f"load-{mode}.json")
+        if rep is None:
+            rows.append([mode, "–", "–", "–", "–", "–", "–"])
+            continue
+        steps = rep.get("steps") or [{}]
+        sent = sum((s.get("sent_socket") or 0) + (s.get("sent_rest") or 0) for s in steps)
+        published = sum(b["published"] for b in rep.get("bus", []))
+        for b in rep.get("bus", []):
+            secs = b.get("seconds") or 1
+            share = f"{100 * b['received'] / published:.0f} %" if published else "–"
+            rows.append([mode, b["url"].rsplit("/", 1)[0], sent, b["channels"],
+                         f"{b['received']} ({b['received'] / secs:.0f}/s)", share,
+                         f"{b['received_bytes'] / secs / 1024:.1f}",
+                         f"{b['published']} ({b['published'] / secs:.0f}/s)"])
+    return "\n".join([
+        "## Redis traffic per replica (scenario bus)", "",
+        table(["placement", "process (api first, then gateways)", "messages sent", "channels at the end",
+               "events received", "÷ all published", "KiB/s received", "events published"], rows), "",
+        "The same steady load twice: every conversation's users on one gateway (disjoint), then "
+        "spread over both (mixed). A gateway receives the events of its own sockets' users and "
+        "rooms only: its share of all events published, where a broadcast adapter would bring "
+        "every gateway all of them (100 %)."])
+
+
 def headline(run, ramps):
     peer = ramps.get("peer")
     peer_held = peer.get("max_held_rate") if peer else None
@@ -320,7 +349,7 @@ def main():
             "```", params or "(params.env missing)", "```", ""]
     rows = [[n, st["status"], st["exit_code"], st["seconds"]] for n, st in sorted(
         run.status.items(), key=lambda kv: [s for s, _ in RAMPS + IDLE + STORAGE].index(kv[0])
-        if kv[0] in [s for s, _ in RAMPS + IDLE + STORAGE] else 99)]
+        if kv[0] in [s for s, _ in RAMPS + IDLE + STORAGE] else 99)]  # others (bus) last
     if rows:
         out += ["## Scenarios", "", table(["scenario", "status", "exit code", "seconds"], rows), ""]
     h = headline(run, ramps)
@@ -333,7 +362,7 @@ def main():
                 "ratios are this target ÷ the Node reference at the same rate (below 1: lower latency).", ""]
         for s in sections:
             out += [s, ""]
-    for s in (idle_section(run), storage_section(run)):
+    for s in (idle_section(run), storage_section(run), bus_section(run)):
         if s:
             out += [s, ""]
     path = os.path.join(root, "summary.md")

@@ -69,6 +69,10 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
         .nest(BASE, api)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route(
+            "/metrics",
+            get(chat_shared::metrics::handler).with_state(state.core.metrics.clone()),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
     with_http_layers(routes.merge(extra), settings)

@@ -94,6 +94,15 @@ pub struct LoadArgs {
     /// Share of conversations with 3 or 4 participants (the rest have two).
     #[arg(long, default_value_t = 0.05)]
     pub group_share: f64,
+    /// Every conversation's participants are on the same gateway (socket `i` goes to
+    /// gateway `i % gateways`): with --metrics, shows that a gateway's Redis intake follows
+    /// its own users only.
+    #[arg(long)]
+    pub disjoint: bool,
+    /// A `/metrics` URL to read the event bus counters from before the first step and after
+    /// the last (repeat, e.g. once per gateway).
+    #[arg(long = "metrics", value_name = "URL")]
+    pub metrics: Vec<String>,
     /// Steady rate in messages per second (one step of --duration-secs).
     #[arg(long, conflicts_with = "ramp")]
     pub rate: Option<f64>,

@@ -138,6 +138,20 @@ pub fn load_summary(r: &LoadReport) {
             codes(&s.join_failures)
         );
     }
+    for b in &r.bus {
+        let per_sec = |n: u64| n as f64 / b.seconds.max(1e-9);
+        out!(
+            "  bus at {}: received {} events ({:.0}/s, {:.1} KiB/s), published {} ({:.0}/s, {:.1} KiB/s), {} channels",
+            b.url,
+            b.received,
+            per_sec(b.received),
+            per_sec(b.received_bytes) / 1024.0,
+            b.published,
+            per_sec(b.published),
+            per_sec(b.published_bytes) / 1024.0,
+            b.channels
+        );
+    }
     for st in &r.steps {
         let d = &st.deliveries;
         out!(

@@ -115,6 +115,7 @@ pub async fn on_connect(
         pending.remove(&socket.id);
     }
     if let Some(SocketUser(caller)) = user {
+        gateway.core.metrics.sockets_connected.inc();
         tracing::debug!(user = caller.id.as_str(), sid = %socket.id, "socket connected");
     }
 }
@@ -130,6 +131,7 @@ async fn on_disconnect(
         return;
     };
     let _busy = Busy::new(&gateway.disconnecting);
+    gateway.core.metrics.sockets_connected.dec();
     let user = caller.id.as_str();
     let sid = socket.id.to_string();
     tracing::debug!(user, sid, ?reason, "socket disconnected");

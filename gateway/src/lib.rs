@@ -181,7 +181,11 @@ pub fn router(mounted: &Mounted, settings: &Settings) -> Router {
     let health = Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
-        .with_state(mounted.gateway.clone());
+        .with_state(mounted.gateway.clone())
+        .route(
+            "/metrics",
+            get(chat_shared::metrics::handler).with_state(mounted.gateway.core.metrics.clone()),
+        );
     chat_shared::http::with_http_layers(health.merge(mounted.router.clone()), settings)
 }
 

@@ -4,6 +4,7 @@
 use crate::auth::{Claims, JwtVerifier, generate_secret, now_secs};
 use crate::config::{ConfigError, Settings, redact_url};
 use crate::events::{EventBus, LocalBus};
+use crate::metrics::Metrics;
 use crate::ratelimit::LocalRateLimiter;
 use crate::redis_bus::RedisBus;
 use crate::service::ChatService;
@@ -29,6 +30,8 @@ pub struct Core {
     pub store: Arc<dyn Store>,
     /// Redis pub/sub when `REDIS_URL` is set, in-process otherwise.
     pub events: Arc<dyn EventBus>,
+    /// What `GET /metrics` shows.
+    pub metrics: Metrics,
 }
 
 impl Core {
@@ -58,18 +61,27 @@ impl Core {
             limits.rate_limit_messages,
             limits.rate_limit_window,
         ));
+        let metrics = Metrics::new();
         let events: Arc<dyn EventBus> = match &settings.redis_url {
-            Some(url) => RedisBus::start(url, &settings.redis_prefix)
+            Some(url) => RedisBus::start(url, &settings.redis_prefix, metrics.bus.clone())
                 .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {}: {e}", redact_url(url)))?,
             None => Arc::new(LocalBus::new()),
         };
         tracing::info!(bus = events.kind(), "event bus ready");
-        let service = ChatService::new(store.clone(), clock, limiter, limits, events.clone());
+        let service = ChatService::new(
+            store.clone(),
+            clock,
+            limiter,
+            limits,
+            events.clone(),
+            metrics.clone(),
+        );
         Ok(Self {
             service,
             verifier,
             store,
             events,
+            metrics,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod ratelimit;
 pub mod redis_bus;
 pub mod service;

@@ -14,6 +14,7 @@
 //! published while the subscriber was away are not replayed; clients catch up through the API.
 
 use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus, Watched};
+use crate::metrics::BusMetrics;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
@@ -111,6 +112,7 @@ pub struct RedisBus {
     control_tx: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
     health: Arc<Health>,
+    metrics: BusMetrics,
 }
 
 impl RedisBus {
@@ -118,7 +120,11 @@ impl RedisBus {
     /// process that only publishes (`chat-api`) holds no subscription. Fails only on a URL
     /// that cannot work; an unreachable Redis is retried in the background (and reported by
     /// [`EventBus::is_healthy`]).
-    pub fn start(url: &str, prefix: &str) -> Result<Arc<Self>, redis::RedisError> {
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        metrics: BusMetrics,
+    ) -> Result<Arc<Self>, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -129,6 +135,7 @@ impl RedisBus {
             prefix.clone(),
             publish_rx,
             health.clone(),
+            metrics.clone(),
         ));
         Ok(Arc::new(Self {
             client,
@@ -138,6 +145,7 @@ impl RedisBus {
             control_tx,
             control_rx: Mutex::new(Some(control_rx)),
             health,
+            metrics,
         }))
     }
 }
@@ -212,6 +220,7 @@ async fn publish_loop(
     prefix: Arc<str>,
     mut rx: mpsc::Receiver<Event>,
     health: Arc<Health>,
+    metrics: BusMetrics,
 ) {
     let mut conn: Option<ConnectionManager> = None;
     let mut batch: Vec<(String, String)> = Vec::new();
@@ -271,6 +280,10 @@ async fn publish_loop(
         }
         match pipe.query_async::<()>(c).await {
             Ok(()) => {
+                metrics.published.inc_by(batch.len() as u64);
+                metrics
+                    .published_bytes
+                    .inc_by(batch.iter().map(|(_, body)| body.len() as u64).sum());
                 health.pending.fetch_sub(taken, Ordering::Relaxed);
                 taken = 0;
                 batch.clear();
@@ -299,6 +312,7 @@ async fn subscribe_loop(
     mut control: mpsc::UnboundedReceiver<Control>,
     deliver: mpsc::Sender<Event>,
     health: Arc<Health>,
+    metrics: BusMetrics,
 ) {
     let mut backoff = Duration::from_millis(100);
     // Kept across reconnects: a batch is republished exactly around them.
@@ -351,6 +365,8 @@ async fn subscribe_loop(
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
+                    metrics.received.inc();
+                    metrics.received_bytes.inc_by(msg.get_payload_bytes().len() as u64);
                     let Some((event, id)) = decode(&prefix, msg.get_channel_name(), msg.get_payload_bytes()) else {
                         continue;
                     };
@@ -448,7 +464,11 @@ impl EventBus for RedisBus {
         let ch = channel(&self.prefix, audience);
         let (done, confirmed) = tokio::sync::oneshot::channel();
         if let Ok(mut map) = self.watched.lock() {
-            *map.entry(ch.clone()).or_insert(0) += 1;
+            let holders = map.entry(ch.clone()).or_insert(0);
+            if *holders == 0 {
+                self.metrics.channels.inc();
+            }
+            *holders += 1;
             // Sent for every watcher, not only the first: the first one's subscription may
             // still be on its way, and this watcher must not go on before it is confirmed.
             let _ = self.control_tx.send(Control::Subscribe(ch, done));
@@ -468,6 +488,7 @@ impl EventBus for RedisBus {
             *n -= 1;
             if *n == 0 {
                 map.remove(&ch);
+                self.metrics.channels.dec();
                 let _ = self.control_tx.send(Control::Unsubscribe(ch));
             }
         }
@@ -486,6 +507,7 @@ impl EventBus for RedisBus {
             control,
             tx,
             self.health.clone(),
+            self.metrics.clone(),
         ));
         Some(rx)
     }

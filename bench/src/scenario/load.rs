@@ -337,6 +337,88 @@ fn assign(users: usize, k: usize, group_share: f64, rng: &mut StdRng) -> Vec<Vec
     convs
 }
 
+/// As [`assign`], with every conversation inside one residue class of the users modulo
+/// `gateways` (user `u` holds socket `u`, which goes to gateway `u % gateways`).
+fn assign_disjoint(
+    users: usize,
+    k: usize,
+    group_share: f64,
+    gateways: usize,
+    rng: &mut StdRng,
+) -> Vec<Vec<u32>> {
+    let g = gateways.max(1);
+    let mut convs = Vec::with_capacity(k);
+    for class in 0..g {
+        let class_users = (users + g - 1 - class) / g;
+        let class_k = (k + g - 1 - class) / g;
+        if class_users == 0 {
+            continue;
+        }
+        for members in assign(class_users, class_k, group_share, rng) {
+            convs.push(
+                members
+                    .into_iter()
+                    .map(|j| j * g as u32 + class as u32)
+                    .collect(),
+            );
+        }
+    }
+    convs.shuffle(rng);
+    convs
+}
+
+/// The event bus counters of one `/metrics` endpoint over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BusFigures {
+    pub url: String,
+    /// Seconds between the two readings.
+    pub seconds: f64,
+    pub received: u64,
+    pub received_bytes: u64,
+    pub published: u64,
+    pub published_bytes: u64,
+    /// Channels subscribed at the end.
+    pub channels: u64,
+}
+
+/// The bus counters at one `/metrics` URL: (received, received bytes, published, published
+/// bytes, channels). Missing figures read as 0 (a process without Redis).
+async fn read_bus(client: &reqwest::Client, url: &str) -> anyhow::Result<[u64; 5]> {
+    let text = client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("GET {url}"))?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    Ok([
+        value("chat_bus_received_total"),
+        value("chat_bus_received_bytes_total"),
+        value("chat_bus_published_total"),
+        value("chat_bus_published_bytes_total"),
+        value("chat_bus_channels"),
+    ])
+}
+
+async fn read_all_bus(urls: &[String]) -> anyhow::Result<Vec<[u64; 5]>> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        let url = crate::loopback(url)?;
+        out.push(read_bus(&client, url.as_str()).await?);
+    }
+    Ok(out)
+}
+
 /// The rates of the steps: `[rate]`, or START, START+STEP, … up to MAX.
 fn rates(args: &LoadArgs) -> anyhow::Result<Vec<f64>> {
     if let Some(ramp) = &args.ramp {
@@ -488,6 +570,8 @@ pub struct LoadReport {
     pub late_deliveries: u64,
     pub foreign_messages: u64,
     pub disconnects: Codes,
+    /// The event bus counters of every --metrics URL over the steps.
+    pub bus: Vec<BusFigures>,
     /// What `--strict` rejects (listed whether or not --strict was given).
     pub failures: Vec<String>,
 }
@@ -511,7 +595,17 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Vec<String>> {
         .map(|i| format!("bench-{run}-u{i}"))
         .collect();
     let k = args.conversations.unwrap_or(args.users / 2).max(1);
-    let members = assign(args.users, k, args.group_share, &mut rng);
+    let members = if args.disjoint {
+        assign_disjoint(
+            args.users,
+            k,
+            args.group_share,
+            target.ws_urls.len(),
+            &mut rng,
+        )
+    } else {
+        assign(args.users, k, args.group_share, &mut rng)
+    };
     let mut user_convs: Vec<Vec<u32>> = vec![Vec::new(); args.users];
     for (c, m) in members.iter().enumerate() {
         for &u in m {
@@ -628,6 +722,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Vec<String>> {
     setup.events = lock(&shared.setup).events.clone();
 
     // The steps.
+    let bus_before = read_all_bus(&args.metrics).await?;
     let epoch = Instant::now();
     let mut budget = Budget {
         limit: args.user_rate_limit,
@@ -659,7 +754,23 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Vec<String>> {
             break;
         }
     }
+    let bus_after = read_all_bus(&args.metrics).await?;
+    let seconds = epoch.elapsed().as_secs_f64();
     close_all(&sockets).await;
+    let bus: Vec<BusFigures> = args
+        .metrics
+        .iter()
+        .zip(bus_before.iter().zip(&bus_after))
+        .map(|(url, (b, a))| BusFigures {
+            url: url.clone(),
+            seconds,
+            received: a[0].saturating_sub(b[0]),
+            received_bytes: a[1].saturating_sub(b[1]),
+            published: a[2].saturating_sub(b[2]),
+            published_bytes: a[3].saturating_sub(b[3]),
+            channels: a[4],
+        })
+        .collect();
 
     let mut failures = Vec::new();
     if setup.connect.failed > 0 {
@@ -724,6 +835,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Vec<String>> {
         late_deliveries: shared.late.load(Ordering::Relaxed),
         foreign_messages: shared.foreign.load(Ordering::Relaxed),
         disconnects: lock(&shared.disconnects).clone(),
+        bus,
         failures: failures.clone(),
     };
     report::load_summary(&report);

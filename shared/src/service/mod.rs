@@ -83,12 +83,18 @@ impl ChatService {
         limiter: Arc<dyn RateLimiter>,
         limits: Limits,
         events: Arc<dyn EventBus>,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         // SQLite has one writer connection: a second worker would only queue behind it.
         // PostgreSQL overlaps the round trips of concurrent transactions.
         let workers = if store.backend() == "sqlite" { 1 } else { 2 };
         Self {
-            writer: BatchWriter::start(Arc::clone(&store), MAX_BATCH, workers),
+            writer: BatchWriter::start(
+                Arc::clone(&store),
+                MAX_BATCH,
+                workers,
+                metrics.messages_persisted,
+            ),
             members: moka::sync::Cache::new(MEMBERS_CACHED),
             store,
             clock,

@@ -13,6 +13,7 @@
 //! global order, so concurrent batches, here or on other replicas, never deadlock.
 
 use super::{InsertOutcome, Inserted, NewMessage, Store, StoreError, StoreResult, UnreadCounts};
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -40,8 +41,14 @@ pub struct BatchWriter {
 const QUEUE: usize = 16_384;
 
 impl BatchWriter {
-    /// Starts `workers` workers writing batches of at most `max_batch` messages to `store`.
-    pub fn start(store: Arc<dyn Store>, max_batch: usize, workers: usize) -> Self {
+    /// Starts `workers` workers writing batches of at most `max_batch` messages to `store`,
+    /// counting the messages they create in `persisted`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        workers: usize,
+        persisted: Counter,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         // Workers take turns at gathering: the one holding the queue waits for the first send,
         // takes whatever else is waiting, and lets the next worker gather while it writes.
@@ -51,6 +58,7 @@ impl BatchWriter {
                 Arc::clone(&store),
                 Arc::clone(&queue),
                 max_batch.max(1),
+                persisted.clone(),
             ));
         }
         Self { jobs }
@@ -67,7 +75,12 @@ impl BatchWriter {
     }
 }
 
-async fn work(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+async fn work(
+    store: Arc<dyn Store>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    persisted: Counter,
+) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -76,17 +89,20 @@ async fn work(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max
                 return; // every handle dropped: nothing more will come
             }
         }
-        write(&*store, jobs).await;
+        write(&*store, jobs, &persisted).await;
     }
 }
 
 /// Writes one batch and answers every job in it.
-async fn write(store: &dyn Store, jobs: Vec<Job>) {
+async fn write(store: &dyn Store, jobs: Vec<Job>, persisted: &Counter) {
     // The messages move into the batch; only the answer channels stay beside them.
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|job| (job.new, job.reply)).unzip();
     match store.insert_messages(&batch).await {
-        Ok(inserted) => answer(&batch, replies, &inserted),
+        Ok(inserted) => {
+            persisted.inc_by(created(&inserted));
+            answer(&batch, replies, &inserted);
+        }
         Err(e) if e.is_unavailable() || batch.len() == 1 => {
             if batch.len() > 1 {
                 tracing::warn!(error = %e, size = batch.len(), "batch of sends failed");
@@ -105,12 +121,23 @@ async fn write(store: &dyn Store, jobs: Vec<Job>) {
                     .insert_messages(std::slice::from_ref(new))
                     .await
                     .and_then(|inserted| {
+                        persisted.inc_by(created(&inserted));
                         written(new, &inserted, 0).ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
                     });
                 let _ = reply.send(result);
             }
         }
     }
+}
+
+/// How many messages a batch created (not retries, not blocked).
+fn created(inserted: &Inserted) -> u64 {
+    let n = inserted
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, InsertOutcome::Created(_)))
+        .count();
+    n as u64
 }
 
 /// What message `index` of a batch got.

@@ -110,6 +110,93 @@ async fn events_cross_replicas_postgres() {
     events_cross_replicas(Backend::Postgres).await;
 }
 
+/// One figure of a replica's `GET /metrics`.
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.origin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A replica's Redis traffic grows with its own sockets' users, not with all traffic: with
+/// disjoint users on two replicas, the messages of one replica's users bring the other not a
+/// single event (and vice versa), and each is subscribed to its own users' channels only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_receive_only_their_own_users_traffic() {
+    let Some(url) = shared() else { return };
+    let Some((one, two, _prefix)) = replicas(Backend::Sqlite, &url).await else {
+        return;
+    };
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    let ab = one.user("u_alice").conversation_with("u_bob").await;
+    let cd = two.user("u_carol").conversation_with("u_dave").await;
+    let mut alice = one.socket("u_alice").await;
+    let mut bob = one.socket("u_bob").await;
+    let mut carol = two.socket("u_carol").await;
+    let mut dave = two.socket("u_dave").await;
+    // Let the presence announcements of the connections pass before counting.
+    alice
+        .expect_event("user_status_change", |s| s["userId"] == json!("u_bob"))
+        .await;
+    carol
+        .expect_event("user_status_change", |s| s["userId"] == json!("u_dave"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&one, "chat_bus_channels").await,
+        2,
+        "alice's and bob's"
+    );
+    assert_eq!(
+        metric(&two, "chat_bus_channels").await,
+        2,
+        "carol's and dave's"
+    );
+
+    // Each pair talks, one pair at a time, and each replica's intake is counted.
+    let mut intake = Vec::new();
+    for (app, conv, from, to, other_app) in [
+        (&one, &ab, &mut alice, &mut bob, &two),
+        (&two, &cd, &mut carol, &mut dave, &one),
+    ] {
+        let here = metric(app, "chat_bus_received_total").await;
+        let there = metric(other_app, "chat_bus_received_total").await;
+        for i in 0..20 {
+            let content = format!("message {i}");
+            let ack = from
+                .call(
+                    "send_message",
+                    json!({ "conversationId": conv, "content": content }),
+                )
+                .await;
+            assert_eq!(ack["ok"], json!(true), "{ack}");
+            to.expect_event("new_message", |m| m["content"] == json!(content))
+                .await;
+        }
+        // Anything on its way to the other replica would be there by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let here = metric(app, "chat_bus_received_total").await - here;
+        let there = metric(other_app, "chat_bus_received_total").await - there;
+        intake.push((here, there));
+    }
+    for (here, there) in intake {
+        // new_message to both members, and the unread counts: at least two events a send.
+        assert!(here >= 40, "the talking replica received {here} events");
+        assert_eq!(there, 0, "the other replica received {there} events");
+    }
+}
+
 /// Kills Redis under two replicas and starts a fresh one on the same port: both replicas
 /// report not ready meanwhile, then ready, and events cross again without any restart of
 /// theirs (sockets connected before the outage included).

@@ -341,6 +341,24 @@ async fn same_client_message_id_from_the_same_sender_is_one_message(app: TestApp
         .clone();
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["status"], "read");
+    // Three messages were written, whatever the retries: `/metrics` counts those.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.origin))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l == "chat_messages_persisted_total 3"),
+        "{text}"
+    );
 }
 
 async fn client_message_id_reused_in_another_conversation_is_a_conflict(app: TestApp) {
