@@ -36,6 +36,7 @@ pub fn router(core: Core, settings: &Settings) -> Router {
 pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
     let state = AppState { core };
     let max_body = state.core.service.limits().max_body_bytes;
+    let timeout = state.core.service.limits().request_timeout;
     let api = Router::new()
         .route(
             "/conversations",
@@ -69,6 +70,9 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
         .nest(BASE, api)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        // Everything above answers within the timeout; not /metrics, nor Socket.IO's
+        // long-polling requests (merged in below), which wait on purpose.
+        .layer(axum::middleware::from_fn_with_state(timeout, deadline))
         .route(
             "/metrics",
             get(chat_shared::metrics::handler).with_state(state.core.metrics.clone()),
@@ -76,6 +80,30 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
     with_http_layers(routes.merge(extra), settings)
+}
+
+/// Answers `503 unavailable` for a request that has not finished in `timeout` (the database
+/// or Redis is away and did not fail fast). A send that was already handed to the batching
+/// writer is not cancelled by this: retried with the same `clientMessageId`, it is found.
+async fn deadline(
+    State(timeout): State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match chat_shared::deadline::within(timeout, next.run(request)).await {
+        Some(response) => response,
+        None => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "request timed out: answering unavailable"
+            );
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the request did not complete in time, retry later",
+            )
+            .into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -122,18 +150,4 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
         ));
     }
     Ok("ready")
-}
-
-/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then drains in-flight requests and
-/// the events they announced.
-pub async fn serve(
-    listener: chat_shared::app::Listener,
-    app: Router,
-    events: std::sync::Arc<dyn chat_shared::events::EventBus>,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(chat_shared::app::shutdown_signal())
-        .await?;
-    chat_shared::events::drain(events.as_ref(), std::time::Duration::from_secs(3)).await;
-    Ok(())
 }

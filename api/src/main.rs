@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = chat_shared::app::listen(addr).await?;
     tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, "chat-api listening");
-    chat_api::serve(listener, app, events).await?;
+    let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs);
+    chat_shared::app::serve(listener, app, grace, events, async {}).await?;
     Ok(())
 }

@@ -22,8 +22,13 @@ async fn deliver(io: &SocketIo, event: Event) {
         Audience::Conversation(conversation) => conversation_room(conversation),
     };
     let except = event.except_user.as_deref().map(user_room);
+    // `io.to` panics once the server is closed: events announced by the disconnects of a
+    // drain have no socket of this replica left to go to.
+    let Some(namespace) = io.of("/") else {
+        return;
+    };
     let target = || {
-        let to = io.to(room.clone());
+        let to = namespace.clone().to(room.clone());
         match &except {
             Some(except) => to.except(except.clone()),
             None => to,

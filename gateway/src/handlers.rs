@@ -66,15 +66,14 @@ impl Joined {
         self.0.lock().map_or(true, |state| state.closed)
     }
 
-    /// Closes the set and returns what was joined.
-    fn close(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|mut state| {
-                state.closed = true;
-                state.conversations.drain().collect()
-            })
-            .unwrap_or_default()
+    /// Closes the set and returns what was joined; `None` when it was closed already.
+    fn close(&self) -> Option<Vec<String>> {
+        let mut state = self.0.lock().ok()?;
+        if state.closed {
+            return None;
+        }
+        state.closed = true;
+        Some(state.conversations.drain().collect())
     }
 }
 
@@ -115,6 +114,9 @@ pub async fn on_connect(
         pending.remove(&socket.id);
     }
     if let Some(SocketUser(caller)) = user {
+        gateway
+            .connected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         gateway.core.metrics.sockets_connected.inc();
         tracing::debug!(user = caller.id.as_str(), sid = %socket.id, "socket connected");
     }
@@ -124,23 +126,36 @@ async fn on_disconnect(
     socket: SocketRef,
     reason: DisconnectReason,
     State(gateway): State<Arc<Gateway>>,
-    MaybeExtension(user): MaybeExtension<SocketUser>,
-    MaybeExtension(joined): MaybeExtension<Joined>,
 ) {
-    let Some(SocketUser(caller)) = user else {
+    tracing::debug!(sid = %socket.id, ?reason, "socket disconnected");
+    socket_gone(&gateway, &socket).await;
+}
+
+/// Undoes what a connected socket set up: its count, its typing, its watches on the bus and
+/// its presence (announcing `offline` when it was its user's last socket). Runs once per
+/// socket: from its disconnect handler, or from a drain, after which socketioxide runs no
+/// disconnect handler (it forgets its namespaces before closing their sockets).
+pub(crate) async fn socket_gone(gateway: &Gateway, socket: &SocketRef) {
+    let Some(SocketUser(caller)) = socket.extensions.get::<SocketUser>() else {
+        return;
+    };
+    // Closing the joined set is the "once": whoever closes it first does the rest.
+    let Some(conversations) = socket.extensions.get::<Joined>().and_then(|j| j.close()) else {
         return;
     };
     let _busy = Busy::new(&gateway.disconnecting);
+    gateway
+        .connected
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     gateway.core.metrics.sockets_connected.dec();
     let user = caller.id.as_str();
     let sid = socket.id.to_string();
-    tracing::debug!(user, sid, ?reason, "socket disconnected");
     gateway.typing.socket_gone(&sid);
-    for conversation in joined.unwrap_or_default().close() {
+    for conversation in conversations {
         gateway.unwatch(&Audience::Conversation(conversation));
     }
     gateway.unwatch(&Audience::User(user.to_owned()));
-    gone_offline(&gateway, user, &sid).await;
+    gone_offline(gateway, user, &sid).await;
 }
 
 /// Counts a running disconnect handler for as long as it lives.
@@ -182,6 +197,8 @@ where
               State(gateway): State<Arc<Gateway>>| {
             let f = f.clone();
             async move {
+                let counted = Arc::clone(&gateway);
+                let _busy = Busy::new(&counted.in_flight);
                 let user = socket.extensions.get::<SocketUser>();
                 let joined = socket.extensions.get::<Joined>().unwrap_or_default();
                 let result = match (data, user) {
@@ -190,13 +207,24 @@ where
                         "payload: expected an object as the first argument",
                     )),
                     (Ok(data), Some(SocketUser(caller))) => {
+                        let timeout = gateway.core.service.limits().request_timeout;
                         let ctx = Ctx {
                             gateway,
                             socket,
                             caller,
                             joined,
                         };
-                        f(ctx, data).await
+                        // A send already handed to the batching writer goes on without us
+                        // and is found by a retry with the same clientMessageId.
+                        chat_shared::deadline::within(timeout, f(ctx, data))
+                            .await
+                            .unwrap_or_else(|| {
+                                tracing::warn!(event, "event timed out: answering unavailable");
+                                Err(ChatError::new(
+                                    ErrorCode::Unavailable,
+                                    "the request did not complete in time, retry later",
+                                ))
+                            })
                     }
                 };
                 answer(ack, event, result);

@@ -55,6 +55,14 @@ pub struct Gateway {
     pub typing: Arc<Typing>,
     /// Disconnect handlers still running (a shutdown waits for them).
     pub(crate) disconnecting: std::sync::atomic::AtomicUsize,
+    /// Event handlers still running: their acks are owed (a shutdown waits for them before
+    /// closing the sockets).
+    pub(crate) in_flight: std::sync::atomic::AtomicUsize,
+    /// Authenticated sockets whose disconnect handler has not started.
+    pub(crate) connected: std::sync::atomic::AtomicUsize,
+    /// Set on SIGTERM: new Engine.IO sessions are refused (`503`, clients retry elsewhere)
+    /// and readiness turns false.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Sockets set up by the connect middleware whose connect handler has not run yet. A
     /// transport that dies during the handshake never gets a disconnect handler; these are
     /// undone by the presence loop instead.
@@ -88,6 +96,9 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         presence,
         typing,
         disconnecting: std::sync::atomic::AtomicUsize::new(0),
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+        connected: std::sync::atomic::AtomicUsize::new(0),
+        draining: std::sync::atomic::AtomicBool::new(false),
         handshakes: std::sync::Mutex::default(),
     });
     let limit = settings.max_body_bytes;
@@ -123,7 +134,9 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
     tokio::spawn(delivery::run(io.clone(), receiver));
     tokio::spawn(keep_presence(gateway.clone(), io.clone(), presence_ttl / 3));
 
-    let router = Router::new().route_service(SOCKET_PATH, service);
+    let router = Router::new().route_service(SOCKET_PATH, service).layer(
+        axum::middleware::from_fn_with_state(gateway.clone(), refuse_new_sessions_while_draining),
+    );
     Ok(Mounted {
         router,
         io,
@@ -155,24 +168,90 @@ fn detach_request_head(request: axum::extract::Request) -> axum::extract::Reques
     axum::extract::Request::from_parts(parts, body)
 }
 
+/// While draining, a request that would open a new Engine.IO session (no `sid` in its
+/// query) gets `503`: socket.io-client retries with backoff, by then elsewhere. Requests of
+/// sessions already open go through until the sockets are closed.
+async fn refuse_new_sessions_while_draining(
+    State(gateway): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let draining = gateway.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let new_session = !request
+        .uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "sid"));
+    if draining && new_session {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    next.run(request).await
+}
+
 impl Mounted {
-    /// A clean stop: disconnects every socket (so their users' presence and typing end now,
-    /// not when the presence entries expire), waits for the disconnect handlers, then for the
-    /// bus to send on what they announced. Bounded: a few seconds at most.
-    pub async fn shutdown(&self) {
+    /// A clean stop within `grace`, in order:
+    /// 1. refuse new sessions and report not ready;
+    /// 2. let running event handlers finish, so that every ack owed is sent (at most half of
+    ///    `grace`);
+    /// 3. close every socket: clients reconnect, to another replica behind a load balancer,
+    ///    and their users' presence and typing end now rather than when presence expires;
+    /// 4. wait for the disconnect handlers, then for the bus to publish what was announced.
+    ///
+    /// Never asks socketioxide about its sockets after closing it: its namespace is gone by
+    /// then (asking panicked in socketioxide 0.18).
+    pub async fn shutdown(&self, grace: Duration) {
         use std::sync::atomic::Ordering;
-        let sockets = self.io.sockets().len();
-        tracing::info!(sockets, "closing every socket");
-        self.io.close().await;
-        // socketioxide removes a socket once its disconnect handler has finished.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while (!self.io.sockets().is_empty()
-            || self.gateway.disconnecting.load(Ordering::Relaxed) > 0)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let gateway = &self.gateway;
+        let start = tokio::time::Instant::now();
+        let deadline = start + grace;
+        gateway.draining.store(true, Ordering::Relaxed);
+        let sockets = gateway.connected.load(Ordering::Relaxed);
+        tracing::info!(sockets, grace_secs = grace.as_secs_f64(), "draining");
+        let acks_by = start + grace / 2;
+        wait_until(acks_by, || gateway.in_flight.load(Ordering::Relaxed) == 0).await;
+        let unanswered = gateway.in_flight.load(Ordering::Relaxed);
+        if unanswered > 0 {
+            tracing::warn!(unanswered, "closing sockets with handlers still running");
         }
-        chat_shared::events::drain(self.gateway.core.events.as_ref(), Duration::from_secs(3)).await;
+        // Closed at the transport, so that socket.io-client reconnects by itself (a
+        // Socket.IO disconnect packet would tell it not to). socketioxide runs no disconnect
+        // handler then: their work is done here, for the sockets it held.
+        let sockets = self.io.of("/").map(|ns| ns.sockets()).unwrap_or_default();
+        if tokio::time::timeout_at(deadline, self.io.clone().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sockets still closing when the grace ran out");
+        }
+        use futures::StreamExt;
+        futures::stream::iter(sockets)
+            .for_each_concurrent(64, |socket| async move {
+                handlers::socket_gone(gateway, &socket).await;
+            })
+            .await;
+        let closed_by = deadline
+            .checked_sub(Duration::from_secs(1))
+            .filter(|t| *t > tokio::time::Instant::now())
+            .unwrap_or(deadline);
+        wait_until(closed_by, || {
+            gateway.connected.load(Ordering::Relaxed) == 0
+                && gateway.disconnecting.load(Ordering::Relaxed) == 0
+        })
+        .await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        chat_shared::events::drain(gateway.core.events.as_ref(), left).await;
+        tracing::info!(
+            took_ms = start.elapsed().as_millis() as u64,
+            sockets_left = gateway.connected.load(Ordering::Relaxed),
+            "drained"
+        );
+    }
+}
+
+/// Polls `done` until it holds or `deadline` passes.
+async fn wait_until(deadline: tokio::time::Instant, done: impl Fn() -> bool) {
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -193,6 +272,9 @@ pub fn router(mounted: &Mounted, settings: &Settings) -> Router {
 async fn ready(
     State(gateway): State<Arc<Gateway>>,
 ) -> Result<&'static str, (StatusCode, &'static str)> {
+    if gateway.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+    }
     if let Err(e) = gateway.core.store.ping().await {
         tracing::warn!(error = %e, "readiness: database unavailable");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "database unavailable"));
@@ -289,7 +371,11 @@ async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
     let mut refreshing_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        let live = io.sockets();
+        // `io.sockets()` panics once the server is closed (a drain): stop then.
+        let Some(namespace) = io.of("/") else {
+            return;
+        };
+        let live = namespace.sockets();
         let sockets: Vec<(String, String)> = live
             .iter()
             .filter_map(|s| {

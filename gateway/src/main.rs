@@ -1,6 +1,6 @@
 //! `chat-gateway`: one replica of the Socket.IO gateway (scaled mode).
 
-use chat_shared::app::{Core, Mode, run_cli, shutdown_signal};
+use chat_shared::app::{Core, Mode, run_cli};
 use std::net::SocketAddr;
 
 #[tokio::main]
@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
              (fine for one replica with no chat-api beside it)"
         );
     }
+    let events = core.events.clone();
     let mounted = chat_gateway::mount(core, &settings).await?;
     let app = chat_gateway::router(&mounted, &settings);
     let mounted = std::sync::Arc::new(mounted);
@@ -24,11 +25,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let listener = chat_shared::app::listen(addr).await?;
     tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, "chat-gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            mounted.shutdown().await;
-        })
-        .await?;
+    let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs);
+    chat_shared::app::serve(listener, app, grace, events, async move {
+        mounted.shutdown(grace).await;
+    })
+    .await?;
     Ok(())
 }

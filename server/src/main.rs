@@ -2,7 +2,7 @@
 //! REST API and Socket.IO on one port, on SQLite, with in-process bus, presence and limits:
 //! nothing to install.
 
-use chat_shared::app::{Core, Mode, mint_token, run_cli, shutdown_signal};
+use chat_shared::app::{Core, Mode, mint_token, run_cli};
 use std::net::SocketAddr;
 
 const DEFAULT_PORT: u16 = 8000;
@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let core = Core::build(&settings).await?;
     // One port: the REST API and Socket.IO, inside the same HTTP layers.
+    let events = core.events.clone();
     let gateway = chat_gateway::mount(core.clone(), &settings).await?;
     let app = chat_api::router_with(core, &settings, gateway.router.clone());
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
@@ -49,11 +50,10 @@ async fn main() -> anyhow::Result<()> {
          API docs: http://{host}:{port}/api/v1/chat/docs\n",
         port = local.port()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            gateway.shutdown().await;
-        })
-        .await?;
+    let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs);
+    chat_shared::app::serve(listener, app, grace, events, async move {
+        gateway.shutdown(grace).await;
+    })
+    .await?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::auth::{Claims, JwtVerifier, generate_secret, now_secs};
 use crate::config::{ConfigError, Settings, redact_url};
 use crate::events::{EventBus, LocalBus};
 use crate::metrics::Metrics;
-use crate::ratelimit::LocalRateLimiter;
+use crate::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::redis_bus::RedisBus;
 use crate::service::ChatService;
 use crate::store::{self, Store};
@@ -57,10 +57,23 @@ impl Core {
             })?;
         tracing::info!(backend = store.backend(), "database ready");
         let limits = settings.limits();
-        let limiter = Arc::new(LocalRateLimiter::new(
-            limits.rate_limit_messages,
-            limits.rate_limit_window,
-        ));
+        // The per-user message limit: in Redis when scaled, so that it holds across replicas;
+        // in-process in the embedded default.
+        let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisRateLimiter::new(
+                    url,
+                    &settings.redis_prefix,
+                    limits.rate_limit_messages,
+                    limits.rate_limit_window,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {}: {e}", redact_url(url)))?,
+            ),
+            None => Arc::new(LocalRateLimiter::new(
+                limits.rate_limit_messages,
+                limits.rate_limit_window,
+            )),
+        };
         let metrics = Metrics::new();
         let events: Arc<dyn EventBus> = match &settings.redis_url {
             Some(url) => RedisBus::start(url, &settings.redis_prefix, metrics.bus.clone())
@@ -236,6 +249,48 @@ pub async fn run_cli(mode: Mode) -> anyhow::Result<Option<Settings>> {
             Ok(None)
         }
     }
+}
+
+/// Serves `app` until Ctrl-C or SIGTERM, then stops within `grace`: runs `drain` (the
+/// gateway closes its sockets there), stops accepting, lets in-flight requests finish, and
+/// publishes the events they announced. Whatever is still open when `grace` has passed is
+/// dropped: the process must exit before the orchestrator kills it.
+pub async fn serve(
+    listener: Listener,
+    app: axum::Router,
+    grace: std::time::Duration,
+    events: Arc<dyn EventBus>,
+    drain: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::future::IntoFuture;
+    let (signalled, signal) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+    let serving = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(tokio::time::Instant::now());
+            drain.await;
+        })
+        .into_future();
+    tokio::pin!(serving);
+    let deadline = tokio::select! {
+        served = &mut serving => {
+            // The listener failed before any signal.
+            served?;
+            return Ok(());
+        }
+        at = signal => match at {
+            Ok(at) => at + grace,
+            Err(_) => return serving.await,
+        },
+    };
+    match tokio::time::timeout_at(deadline, &mut serving).await {
+        Ok(served) => served?,
+        Err(_) => tracing::warn!("connections still open when the grace ran out: closing them"),
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    crate::events::drain(events.as_ref(), left).await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Accepted connections of [`listen`]: TCP with Nagle's algorithm off.

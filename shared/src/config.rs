@@ -109,6 +109,16 @@ pub struct Settings {
     #[arg(long, env = "EDIT_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub edit_window_secs: u64,
 
+    /// A REST request or socket event not finished in this long answers `unavailable`
+    /// (`503`), milliseconds: the contract's bound while the database or Redis is away.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 1_800)]
+    pub request_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C, how long the process may take to stop, seconds: in-flight
+    /// requests and acks finish, sockets are closed (clients reconnect elsewhere), queued
+    /// events are published. Keep it below Kubernetes' terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+
     /// `text` (human) or `json` (one object per line) logs. Filter with RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -132,6 +142,7 @@ impl fmt::Debug for Settings {
             .field("jwt_audience", &self.jwt_audience)
             .field("client_url", &self.client_url)
             .field("limits", &self.limits())
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +175,8 @@ pub struct Limits {
     pub rate_limit_window: Duration,
     pub max_participants: usize,
     pub edit_window: Duration,
+    /// How long a request or socket event may take before it answers `unavailable`.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -175,6 +188,7 @@ impl Default for Limits {
             rate_limit_window: Duration::from_secs(10),
             max_participants: 50,
             edit_window: Duration::from_secs(24 * 3600),
+            request_timeout: Duration::from_millis(1_800),
         }
     }
 }
@@ -194,6 +208,7 @@ impl Settings {
             rate_limit_window: Duration::from_secs(self.rate_limit_window_secs),
             max_participants: self.max_participants,
             edit_window: Duration::from_secs(self.edit_window_secs),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
         }
     }
 
@@ -208,6 +223,9 @@ impl Settings {
         }
         if self.rate_limit_messages == 0 || self.rate_limit_window_secs == 0 {
             return fail("RATE_LIMIT_MESSAGES and RATE_LIMIT_WINDOW_SECS must be at least 1");
+        }
+        if self.request_timeout_ms < 100 {
+            return fail("REQUEST_TIMEOUT_MS must be at least 100");
         }
         if self.max_participants < 2 {
             return fail("MAX_PARTICIPANTS must be at least 2");

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod events;

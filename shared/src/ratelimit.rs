@@ -85,6 +85,174 @@ impl RateLimiter for LocalRateLimiter {
     }
 }
 
+/// The sliding log in Redis, shared by every replica: one sorted set per user, scored by the
+/// time of each send on Redis's own clock (replicas' clocks may differ), trimmed, counted and
+/// added to in one script, so that concurrent sends on several replicas never pass the limit
+/// together.
+const SLIDING_LOG: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = tonumber(oldest[2]) + window - now
+if wait < 1 then wait = 1 end
+return wait
+";
+
+/// How long a limit check waits for Redis before counting in-process instead.
+const REDIS_WAIT: Duration = Duration::from_millis(300);
+
+/// The limit across replicas (scaled mode). While Redis cannot answer, each process counts
+/// on its own (the in-process log), so sends go on, limited per replica, and a warning says so.
+pub struct RedisRateLimiter {
+    client: redis::Client,
+    conn: std::sync::RwLock<Option<redis::aio::ConnectionManager>>,
+    connecting: std::sync::atomic::AtomicBool,
+    script: redis::Script,
+    prefix: String,
+    messages: u32,
+    window: Duration,
+    fallback: LocalRateLimiter,
+    degraded: std::sync::atomic::AtomicBool,
+    nonce: std::sync::atomic::AtomicU64,
+}
+
+impl RedisRateLimiter {
+    /// Fails only on a URL that cannot work; an unreachable Redis is retried on use.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        messages: u32,
+        window: Duration,
+    ) -> Result<std::sync::Arc<Self>, redis::RedisError> {
+        let limiter = std::sync::Arc::new(Self {
+            client: redis::Client::open(url)?,
+            conn: std::sync::RwLock::new(None),
+            connecting: std::sync::atomic::AtomicBool::new(false),
+            script: redis::Script::new(SLIDING_LOG),
+            prefix: prefix.to_owned(),
+            messages: messages.max(1),
+            window,
+            fallback: LocalRateLimiter::new(messages, window),
+            degraded: std::sync::atomic::AtomicBool::new(false),
+            nonce: std::sync::atomic::AtomicU64::new(rand::random()),
+        });
+        limiter.connect_in_background();
+        Ok(limiter)
+    }
+
+    fn key(&self, user: &str) -> String {
+        format!("{}:rl:{user}", self.prefix)
+    }
+
+    /// Starts connecting unless a connection exists or an attempt is under way.
+    fn connect_in_background(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(REDIS_WAIT))
+                .set_number_of_retries(1);
+            match this.client.get_connection_manager_with_config(config).await {
+                Ok(conn) => {
+                    if let Ok(mut slot) = this.conn.write() {
+                        *slot = Some(conn);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "rate limiter: redis unreachable");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            this.connecting.store(false, Ordering::Release);
+        });
+    }
+
+    fn connection(self: &std::sync::Arc<Self>) -> Option<redis::aio::ConnectionManager> {
+        let conn = self.conn.read().ok().and_then(|c| c.clone());
+        if conn.is_none() {
+            self.connect_in_background();
+        }
+        conn
+    }
+
+    /// Notes whether Redis answered, logging each change once.
+    fn note(&self, redis_ok: bool) {
+        use std::sync::atomic::Ordering;
+        let was_degraded = self.degraded.swap(!redis_ok, Ordering::Relaxed);
+        if was_degraded && redis_ok {
+            tracing::info!("rate limiter: redis answers again, the limit holds across replicas");
+        } else if !was_degraded && !redis_ok {
+            tracing::warn!("rate limiter: redis unavailable, counting per process meanwhile");
+        }
+    }
+
+    async fn check_redis(self: &std::sync::Arc<Self>, user: &str) -> Option<Result<(), Duration>> {
+        let mut conn = self.connection()?;
+        let nonce = self
+            .nonce
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation = self.script.key(self.key(user));
+        invocation.arg(self.messages).arg(window_ms).arg(nonce);
+        let call = invocation.invoke_async::<u64>(&mut conn);
+        match tokio::time::timeout(REDIS_WAIT, call).await {
+            Ok(Ok(0)) => Some(Ok(())),
+            Ok(Ok(wait_ms)) => Some(Err(Duration::from_millis(wait_ms))),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "rate limiter: redis failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// A [`RedisRateLimiter`] behind the trait (the `Arc` lets it reconnect in the background).
+#[async_trait]
+impl RateLimiter for std::sync::Arc<RedisRateLimiter> {
+    async fn check(&self, user: &str) -> Result<(), Duration> {
+        match self.check_redis(user).await {
+            Some(result) => {
+                self.note(true);
+                result
+            }
+            None => {
+                self.note(false);
+                self.fallback.check(user).await
+            }
+        }
+    }
+
+    async fn refund(&self, user: &str) {
+        if self.degraded.load(std::sync::atomic::Ordering::Relaxed) {
+            self.fallback.refund(user).await;
+            return;
+        }
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        // The newest entry goes: the same count as removing this send's own.
+        let mut pop = redis::cmd("ZPOPMAX");
+        pop.arg(self.key(user));
+        let call = pop.query_async::<redis::Value>(&mut conn);
+        if !matches!(tokio::time::timeout(REDIS_WAIT, call).await, Ok(Ok(_))) {
+            tracing::debug!(user, "rate limiter: refund not recorded");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

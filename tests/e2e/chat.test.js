@@ -7,8 +7,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import fs from 'node:fs';
 import {
   LEG,
+  SHUTDOWN_GRACE_SECS,
   attempt,
   closeAll,
   connect,
@@ -31,9 +33,18 @@ before(async () => {
   console.log(`# e2e leg ${LEG}: rest ${env.rest}, gateway 1 ${env.gw1}, gateway 2 ${env.gw2}; server logs in ${env.logDir}`);
 });
 
+// Every server still running at the end gets SIGTERM, as from Kubernetes, and must exit by
+// itself within its grace, with status 0 and no panic in its log.
 after(async () => {
   closeAll();
-  if (env) await env.stop();
+  if (!env) return;
+  const exits = await env.stop();
+  for (const { name, exit } of exits) {
+    console.log(`# ${name} stopped on SIGTERM in ${exit.ms} ms: code ${exit.code}, signal ${exit.signal}`);
+    assert.equal(exit.panicked, false, `${name} panicked while stopping; log ${exit.log}`);
+    assert.equal(exit.code, 0, `${name} exit on SIGTERM: ${JSON.stringify(exit)}; log ${exit.log}`);
+    assert.ok(exit.ms < SHUTDOWN_GRACE_SECS * 1000 + 1000, `${name} took ${exit.ms} ms to stop`);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -604,6 +615,61 @@ if (LEG === 'scaled') {
       const sent = await postMessage(bob, conv.id, 'from the API after the crash');
       await a.waitFor('new_message', byId(sent.id), { what: 'a REST message after the crash' });
       await disconnect(a);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A gateway drains on SIGTERM (scaled leg): it answers what it was asked, closes its sockets so
+// that clients reconnect (to another replica behind the load balancer), and exits by itself.
+// ---------------------------------------------------------------------------------------------
+
+if (LEG === 'scaled') {
+  describe('chat e2e, scaled leg: a gateway drains', () => {
+    test('SIGTERM: in-flight sends are acknowledged and delivered, sockets close with "transport close", exit 0 without a panic', async () => {
+      const gw3 = await env.startGateway('chat-gateway-3');
+      const alice = newUser('drain_alice');
+      const bob = newUser('drain_bob');
+      const conv = await createConversation(alice, [bob]);
+      const a = await connect(gw3.url, alice, { label: 'alice (gw3, drained)' });
+      const b = await connect(env.gw1, bob, { label: 'bob (gw1)' });
+      const n = 30;
+      const acks = [];
+      for (let i = 0; i < n; i++) {
+        acks.push(a.ack('send_message', { conversationId: conv.id, content: `drain ${i}`, clientMessageId: `drain-${i}` }));
+      }
+      const beforeDrain = b.mark();
+      const signalled = Date.now();
+      gw3.process.child.kill('SIGTERM');
+      const settled = await Promise.allSettled(acks);
+      const answered = settled.filter((r) => r.status === 'fulfilled');
+      for (const r of answered) assertOk(r.value, 'a send acknowledged during the drain');
+      assert.equal(answered.length, n, `acks during the drain: ${JSON.stringify(settled.filter((r) => r.status === 'rejected').map((r) => r.reason?.message))}`);
+      // Closed at the transport: socket.io-client reconnects by itself after this reason
+      // (it would not after "io server disconnect").
+      assert.equal(await a.waitDisconnect(SHUTDOWN_GRACE_SECS * 1000), 'transport close');
+      const exit = await gw3.process.exited;
+      const took = Date.now() - signalled;
+      console.log(`# a gateway drained on SIGTERM in ${took} ms: ${answered.length}/${n} sends acknowledged, exit code ${exit.code}`);
+      assert.equal(exit.code, 0, `gateway 3 exit: ${JSON.stringify(exit)}`);
+      assert.doesNotMatch(fs.readFileSync(gw3.process.log, 'utf8'), /panicked/);
+      assert.ok(took < 2000, `drained in ${took} ms (nothing should make it wait for the grace)`);
+      // Alice's only socket was closed by the drain: her contacts hear it now, not when her
+      // presence entry expires (PRESENCE_TTL_SECS, 3 s here).
+      await b.waitFor('user_status_change', (x) => x.userId === alice && x.status === 'offline', {
+        since: beforeDrain,
+        ms: 5000,
+        what: 'alice offline when her gateway drained',
+      });
+      const offlineAfter = Date.now() - signalled;
+      assert.ok(offlineAfter < 2500, `offline announced ${offlineAfter} ms after SIGTERM`);
+      // Every acknowledged message reached the other participant, once.
+      await b.waitForCount('new_message', n, forConversation(conv.id), { ms: 10_000, what: 'every drained send' });
+      await sleep(GRACE_MS);
+      const ids = b.received('new_message', forConversation(conv.id)).map((m) => m.id);
+      assert.equal(new Set(ids).size, n, 'no duplicate deliveries');
+      assert.equal(ids.length, n, 'each message once');
+      await disconnect(b);
     });
   });
 }

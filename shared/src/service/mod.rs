@@ -104,6 +104,19 @@ impl ChatService {
         }
     }
 
+    /// Until when a send may wait in the batching writer's queue: a little before the
+    /// request's own deadline, so that a send is either answered or not written (a batch
+    /// already being written when the request gives up is the one exception: a retry with
+    /// the same `clientMessageId` finds it).
+    fn write_deadline(&self) -> tokio::time::Instant {
+        const MARGIN: std::time::Duration = std::time::Duration::from_millis(300);
+        let deadline = crate::deadline::current()
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.limits.request_timeout);
+        deadline
+            .checked_sub(MARGIN)
+            .unwrap_or_else(tokio::time::Instant::now)
+    }
+
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
@@ -210,7 +223,11 @@ impl ChatService {
                     Vec::new(),
                     None,
                 ) {
-                    Ok(new) => self.writer.insert(new).await.map_err(ChatError::from),
+                    Ok(new) => self
+                        .writer
+                        .insert(new, self.write_deadline())
+                        .await
+                        .map_err(ChatError::from),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -480,8 +497,9 @@ impl ChatService {
         // the announcement of a committed message with it.
         let service = self.clone();
         let conversation_id = conversation_id.to_owned();
+        let deadline = self.write_deadline();
         tokio::spawn(async move {
-            let written = service.writer.insert(new).await?;
+            let written = service.writer.insert(new, deadline).await?;
             match written.outcome {
                 InsertOutcome::Created(record) => {
                     let message = to_new_message(&record, &members);

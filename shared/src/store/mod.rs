@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The batching writer has stopped (the process is shutting down).
     #[error("the writer has stopped")]
     WriterStopped,
+    /// A write waited in the batching writer's queue past its deadline: not written.
+    #[error("the write waited too long for the database and was not made")]
+    Expired,
 }
 
 impl StoreError {
@@ -42,7 +45,14 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Shared(inner) => inner.is_unavailable(),
-            Self::WriterStopped => true,
+            Self::WriterStopped | Self::Expired => true,
+            // The server is shutting down, restarting or out of connections (class 57:
+            // operator intervention, e.g. 57P01 when an administrator stopped it; 08:
+            // connection exceptions; 53: insufficient resources). PostgreSQL's SQLSTATEs are
+            // five characters; SQLite's numeric codes are not.
+            Self::Sqlx(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
+                c.len() == 5 && (c.starts_with("57") || c.starts_with("08") || c.starts_with("53"))
+            }),
             other => matches!(
                 other,
                 Self::Sqlx(

@@ -48,7 +48,9 @@ impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            // Below the contract's 2 s: with the server down, a request fails with
+            // `unavailable` instead of waiting for a connection that cannot come.
+            .acquire_timeout(Duration::from_millis(1500))
             // No JIT: it compiles a plan when its estimated cost is high (a search over a
             // landlord's 10,000 conversations), adding tens of milliseconds to requests that
             // run in a few. Set per session rather than in the URL's `options`, which the

@@ -29,6 +29,9 @@ pub struct Written {
 struct Job {
     new: NewMessage,
     reply: oneshot::Sender<StoreResult<Written>>,
+    /// Not written once this has passed: its caller has answered `unavailable` by then, and
+    /// what was answered `unavailable` must not be stored.
+    deadline: tokio::time::Instant,
 }
 
 /// A handle to the writer; cheap to clone. The workers stop when every handle is dropped.
@@ -65,12 +68,24 @@ impl BatchWriter {
     }
 
     /// Writes one message in the next batch; answers after that batch committed (or failed).
-    pub async fn insert(&self, new: NewMessage) -> StoreResult<Written> {
+    /// A message still queued when `deadline` passes is not written ([`StoreError::Expired`]);
+    /// one already in a batch waits for that batch's outcome.
+    pub async fn insert(
+        &self,
+        new: NewMessage,
+        deadline: tokio::time::Instant,
+    ) -> StoreResult<Written> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { new, reply })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
+        let job = Job {
+            new,
+            reply,
+            deadline,
+        };
+        match tokio::time::timeout_at(deadline, self.jobs.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::WriterStopped),
+            Err(_) => return Err(StoreError::Expired),
+        }
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
@@ -94,7 +109,16 @@ async fn work(
 }
 
 /// Writes one batch and answers every job in it.
-async fn write(store: &dyn Store, jobs: Vec<Job>, persisted: &Counter) {
+async fn write(store: &dyn Store, mut jobs: Vec<Job>, persisted: &Counter) {
+    let now = tokio::time::Instant::now();
+    let (live, expired): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| j.deadline > now);
+    for job in expired {
+        let _ = job.reply.send(Err(StoreError::Expired));
+    }
+    if live.is_empty() {
+        return;
+    }
+    let jobs = live;
     // The messages move into the batch; only the answer channels stay beside them.
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|job| (job.new, job.reply)).unzip();

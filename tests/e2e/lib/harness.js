@@ -137,6 +137,9 @@ function binDir() {
   return path.join(target, 'debug');
 }
 
+/** The grace the servers get on SIGTERM (short: the suite stops several of them). */
+export const SHUTDOWN_GRACE_SECS = 5;
+
 class ServerProcess {
   constructor(name, bin, env, logDir) {
     this.name = name;
@@ -181,14 +184,22 @@ class ServerProcess {
     throw new Error(`${this.name} not ready at ${url}/health/ready after ${ms} ms (${last}); log ${this.log}:\n${tail(this.log)}`);
   }
 
+  /**
+   * SIGTERM, then SIGKILL if it is still there after its grace (SHUTDOWN_GRACE_SECS) and 3 s.
+   * Resolves with `{ code, signal, ms, panicked }` for a process this call stopped, or null
+   * for one that was already gone (killed by a test).
+   */
   async stop() {
-    if (!this.alive) return;
+    if (!this.alive) return null;
+    const started = Date.now();
     this.child.kill('SIGTERM');
-    const done = await withTimeout(this.exited, 5000, `${this.name} to stop`).catch(() => null);
+    const done = await withTimeout(this.exited, (SHUTDOWN_GRACE_SECS + 3) * 1000, `${this.name} to stop`).catch(() => null);
     if (!done && this.alive) {
       this.child.kill('SIGKILL');
       await withTimeout(this.exited, 5000, `${this.name} to die`).catch(() => {});
     }
+    const exit = done ?? { code: null, signal: 'SIGKILL' };
+    return { ...exit, ms: Date.now() - started, panicked: /panicked/.test(tail(this.log, 200)), log: this.log };
   }
 }
 
@@ -213,6 +224,7 @@ export async function startLeg() {
     HOST: '127.0.0.1',
     JWT_SECRET,
     RATE_LIMIT_MESSAGES: '100000',
+    SHUTDOWN_GRACE_SECS: String(SHUTDOWN_GRACE_SECS),
     LOG_FORMAT: 'text',
     RUST_LOG: process.env.E2E_RUST_LOG || 'info,chat_gateway=debug,sqlx=warn',
     NO_COLOR: '1',
@@ -223,11 +235,13 @@ export async function startLeg() {
   }
   const processes = [];
   const cleanups = [];
+  // Each process this stops: its name and how it exited (see ServerProcess.stop).
   const stop = async () => {
-    await Promise.all(processes.map((p) => p.stop()));
+    const exits = await Promise.all(processes.map(async (p) => ({ name: p.name, exit: await p.stop() })));
     for (const cleanup of cleanups.splice(0)) {
       await cleanup().catch((e) => console.error(`# e2e: cleanup failed: ${e.message}`));
     }
+    return exits.filter((e) => e.exit);
   };
   try {
     if (LEG === 'embedded') {
@@ -264,7 +278,16 @@ export async function startLeg() {
     processes.push(gw1, gw2);
     const urls = [`http://127.0.0.1:${gw1Port}`, `http://127.0.0.1:${gw2Port}`];
     await Promise.all([gw1.waitReady(urls[0]), gw2.waitReady(urls[1])]);
-    return { leg: LEG, rest, gw1: urls[0], gw2: urls[1], logDir, processes, stop };
+    /** One more gateway on the same database and Redis: `{ process, url }` once it is ready. */
+    const startGateway = async (name) => {
+      const port = await freePort();
+      const gw = new ServerProcess(name, bin('chat-gateway'), { ...scaled, PORT: String(port) }, logDir);
+      processes.push(gw);
+      const url = `http://127.0.0.1:${port}`;
+      await gw.waitReady(url);
+      return { process: gw, url };
+    };
+    return { leg: LEG, rest, gw1: urls[0], gw2: urls[1], logDir, processes, stop, startGateway };
   } catch (e) {
     await stop();
     throw e;

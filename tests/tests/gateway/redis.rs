@@ -197,6 +197,74 @@ async fn replicas_receive_only_their_own_users_traffic() {
     }
 }
 
+/// The per-user limit holds across replicas: with a limit of 4 per window, two sends through
+/// one replica's REST and two through the other's socket use it up, and the fifth is refused
+/// on either (`429` + `Retry-After`, ack `rate_limited` + `retryAfterMs`). Another user is not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_limit_holds_across_replicas() {
+    let Some(url) = shared() else { return };
+    let prefix = unique_prefix(&url);
+    let flags = [
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--rate-limit-messages",
+        "4",
+        "--rate-limit-window-secs",
+        "30",
+    ];
+    let Some(one) = TestApp::spawn_with(Backend::Sqlite, &flags).await else {
+        return;
+    };
+    let two = one.replica(&flags).await;
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    let conv = one.user("u_alice").conversation_with("u_bob").await;
+    let mut alice_two = two.socket("u_alice").await;
+    for i in 0..2 {
+        one.user("u_alice")
+            .send(
+                &conv,
+                json!({ "content": format!("rest {i}"), "clientMessageId": format!("r{i}") }),
+            )
+            .await
+            .assert_status(201);
+        let ack = alice_two
+            .call(
+                "send_message",
+                json!({ "conversationId": conv, "content": format!("socket {i}") }),
+            )
+            .await;
+        assert_eq!(ack["ok"], json!(true), "{ack}");
+    }
+    // The budget is spent on both replicas together.
+    let refused = one
+        .user("u_alice")
+        .send(&conv, json!({ "content": "fifth" }))
+        .await;
+    refused.assert_problem(429, "rate_limited");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "Retry-After {retry_after}");
+    let ack = alice_two
+        .call(
+            "send_message",
+            json!({ "conversationId": conv, "content": "fifth" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], json!(false), "{ack}");
+    assert_eq!(ack["error"]["code"], json!("rate_limited"), "{ack}");
+    let wait = ack["error"]["retryAfterMs"].as_u64().unwrap();
+    assert!(wait > 0 && wait <= 30_000, "retryAfterMs {wait}");
+    // Bob has his own budget.
+    two.user("u_bob").say(&conv, "mine").await;
+}
+
 /// Kills Redis under two replicas and starts a fresh one on the same port: both replicas
 /// report not ready meanwhile, then ready, and events cross again without any restart of
 /// theirs (sockets connected before the outage included).
