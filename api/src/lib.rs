@@ -62,6 +62,7 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
         )
         .route("/stats", get(routes::stats))
         .route("/unread", get(routes::unread))
+        .route("/sync", get(routes::sync))
         .merge(openapi::docs())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -37,15 +37,19 @@ use utoipa_scalar::{Scalar, Servable};
         routes::search,
         routes::stats,
         routes::unread,
+        routes::sync,
     ),
     components(schemas(
         Problem, ErrorCode, Conversation, Message, MessagePreview, ReadReceipt, Attachment,
-        Page<Conversation>, Page<Message>, Stats, UnreadTotal, ReadState, MessagesRead, UnreadCountUpdated
+        Page<Conversation>, Page<Message>, Stats, UnreadTotal, ReadState, MessagesRead, UnreadCountUpdated,
+        SyncPage, SyncEvent
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
-        (name = "conversations"), (name = "messages"), (name = "stats")
+        (name = "conversations"), (name = "messages"), (name = "stats"),
+        (name = "sync", description = "The change feed (contract v1.1): recover every change \
+            missed while offline, in order, exactly once")
     )
 )]
 pub struct ApiDoc;

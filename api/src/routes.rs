@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chat_shared::service::ListConversations;
 use chat_shared::wire::{
     ArchiveRequest, Conversation, ConversationType, CreateConversationRequest, EditMessageRequest,
-    MarkReadRequest, Message, MuteRequest, Page, ReadState, SendMessageRequest, Stats, UnreadTotal,
-    UpdateConversationRequest,
+    MarkReadRequest, Message, MuteRequest, Page, ReadState, SendMessageRequest, Stats, SyncPage,
+    UnreadTotal, UpdateConversationRequest,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -318,4 +318,37 @@ pub async fn unread(
     responses((status = 200, body = Stats), (status = 401, body = Problem)))]
 pub async fn stats(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Json<Stats>> {
     Ok(Json(state.core.service.stats(&caller).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// A cursor: from a socket event's `cursor`, or a previous answer's `nextCursor`.
+    /// Without it: no events, and `nextCursor` is the current end of the feed.
+    since: Option<String>,
+    /// 1 to 500; default 100.
+    limit: Option<i64>,
+}
+
+/// The caller's change feed after `since`: every `new_message`, `message_edited`,
+/// `message_deleted`, `messages_read` and `conversation_updated` their sockets were sent,
+/// oldest first, each once. `410 sync_expired` when `since` is older than the feed keeps
+/// (reload the conversations, then sync without `since`); `400` when it is not a cursor of
+/// the caller's feed.
+#[utoipa::path(get, path = "/sync", tag = "sync",
+    params(SyncQuery),
+    responses((status = 200, body = SyncPage), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 410, body = Problem)))]
+pub async fn sync(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiQuery(q): ApiQuery<SyncQuery>,
+) -> ApiResult<Json<SyncPage>> {
+    Ok(Json(
+        state
+            .core
+            .service
+            .sync(&caller, q.since.as_deref(), q.limit)
+            .await?,
+    ))
 }

@@ -39,7 +39,8 @@ async fn deliver(io: &SocketIo, event: Event) {
         return;
     }
     // Spliced as it is, not parsed into a tree and written again for every recipient room.
-    let payload: &serde_json::value::RawValue = match serde_json::from_str(&event.payload) {
+    let text = event.delivered_payload();
+    let payload: &serde_json::value::RawValue = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(event = %event.name, error = %e, "undeliverable payload");

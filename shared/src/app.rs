@@ -89,6 +89,7 @@ impl Core {
             events.clone(),
             metrics.clone(),
         );
+        tokio::spawn(prune_feed_now_and_then(service.clone()));
         Ok(Self {
             service,
             verifier,
@@ -96,6 +97,24 @@ impl Core {
             events,
             metrics,
         })
+    }
+}
+
+/// Prunes the change feed a minute after start, then every ten minutes. Every process does:
+/// the deletes are idempotent, and whichever replica runs first does the work.
+async fn prune_feed_now_and_then(service: ChatService) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(600),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match service.prune_feed().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "change feed pruned"),
+            Err(e) => tracing::warn!(error = %e, "change feed not pruned"),
+        }
     }
 }
 

@@ -109,6 +109,11 @@ pub struct Settings {
     #[arg(long, env = "EDIT_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub edit_window_secs: u64,
 
+    /// How long the change feed (`GET /sync`) keeps each change, hours (at least 7 days by
+    /// the contract's default). Older entries are pruned; a cursor older than that answers
+    /// `410 sync_expired`.
+    #[arg(long, env = "FEED_RETENTION_HOURS", default_value_t = 7 * 24)]
+    pub feed_retention_hours: u64,
     /// A REST request or socket event not finished in this long answers `unavailable`
     /// (`503`), milliseconds: the contract's bound while the database or Redis is away.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 1_800)]
@@ -177,6 +182,8 @@ pub struct Limits {
     pub edit_window: Duration,
     /// How long a request or socket event may take before it answers `unavailable`.
     pub request_timeout: Duration,
+    /// How long the change feed keeps each change.
+    pub feed_retention: Duration,
 }
 
 impl Default for Limits {
@@ -189,6 +196,7 @@ impl Default for Limits {
             max_participants: 50,
             edit_window: Duration::from_secs(24 * 3600),
             request_timeout: Duration::from_millis(1_800),
+            feed_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -209,6 +217,7 @@ impl Settings {
             max_participants: self.max_participants,
             edit_window: Duration::from_secs(self.edit_window_secs),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            feed_retention: Duration::from_secs(self.feed_retention_hours.saturating_mul(3600)),
         }
     }
 
@@ -223,6 +232,9 @@ impl Settings {
         }
         if self.rate_limit_messages == 0 || self.rate_limit_window_secs == 0 {
             return fail("RATE_LIMIT_MESSAGES and RATE_LIMIT_WINDOW_SECS must be at least 1");
+        }
+        if self.feed_retention_hours == 0 {
+            return fail("FEED_RETENTION_HOURS must be at least 1");
         }
         if self.request_timeout_ms < 100 {
             return fail("REQUEST_TIMEOUT_MS must be at least 100");

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     EditWindowPassed,
     Blocked,
     Unavailable,
+    /// A change feed cursor older than the feed keeps (`410`).
+    SyncExpired,
     Internal,
 }
 
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::EditWindowPassed => "edit_window_passed",
             Self::Blocked => "blocked",
             Self::Unavailable => "unavailable",
+            Self::SyncExpired => "sync_expired",
             Self::Internal => "internal",
         }
     }
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
+            Self::SyncExpired => 410,
             Self::Internal => 500,
         }
     }
@@ -70,6 +74,7 @@ impl ErrorCode {
             Self::EditWindowPassed => "Edit window passed",
             Self::Blocked => "Conversation blocked",
             Self::Unavailable => "Service unavailable",
+            Self::SyncExpired => "Sync cursor expired",
             Self::Internal => "Internal error",
         }
     }

@@ -47,6 +47,9 @@ pub struct Event {
     pub payload: Arc<str>,
     /// Sockets of this user don't get the event (a typer doesn't see their own typing).
     pub except_user: Option<String>,
+    /// The event's place in the recipient's change feed (contract v1.1), added to the payload
+    /// as `cursor` when it reaches a socket. Set for a user's own copy of a feed event.
+    pub cursor: Option<String>,
 }
 
 impl Event {
@@ -66,8 +69,36 @@ impl Event {
                 name: name.to_owned(),
                 payload: payload.clone(),
                 except_user: None,
+                cursor: None,
             })
             .collect()
+    }
+
+    /// Gives each user's event its place in that user's feed, from the change's `cursors`.
+    pub fn with_cursors(mut events: Vec<Self>, cursors: &crate::store::Cursors) -> Vec<Self> {
+        if cursors.is_empty() {
+            return events;
+        }
+        for event in &mut events {
+            if let Audience::User(user) = &event.audience
+                && let Some((_, pos)) = cursors.iter().find(|(u, _)| u == user)
+            {
+                event.cursor = Some(crate::store::feed::cursor(user, *pos));
+            }
+        }
+        events
+    }
+
+    /// The payload as a socket gets it: with `"cursor"` first when the event has one.
+    pub fn delivered_payload(&self) -> std::borrow::Cow<'_, str> {
+        match (&self.cursor, self.payload.strip_prefix('{')) {
+            (Some(cursor), Some(rest)) => {
+                let cursor = serde_json::Value::from(cursor.as_str());
+                let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+                std::borrow::Cow::Owned(format!("{{\"cursor\":{cursor}{sep}{rest}"))
+            }
+            _ => std::borrow::Cow::Borrowed(&self.payload),
+        }
     }
 
     /// One user's own event (their view of a conversation, their unread counts).
@@ -87,6 +118,7 @@ impl Event {
             name: name.to_owned(),
             payload: to_json(name, payload)?,
             except_user: except_user.map(str::to_owned),
+            cursor: None,
         })
     }
 }
@@ -260,6 +292,26 @@ mod tests {
         assert_eq!(first.audience, Audience::User("a".into()));
         assert_eq!(second.audience, Audience::User("b".into()));
         assert_eq!(&*first.payload, r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn a_feed_event_reaches_each_user_with_their_own_cursor() {
+        let events = Event::to_users(["a", "b"], names::NEW_MESSAGE, &serde_json::json!({"x": 1}));
+        let cursors = vec![("b".to_owned(), 9), ("a".to_owned(), 4)];
+        let events = Event::with_cursors(events, &cursors);
+        let a: serde_json::Value =
+            serde_json::from_str(&events[0].delivered_payload()).expect("json");
+        let b: serde_json::Value =
+            serde_json::from_str(&events[1].delivered_payload()).expect("json");
+        assert_eq!(a["cursor"], crate::store::feed::cursor("a", 4));
+        assert_eq!(b["cursor"], crate::store::feed::cursor("b", 9));
+        assert_eq!((a["x"].clone(), b["x"].clone()), (1.into(), 1.into()));
+        let bare = Event::to_user("c", names::NEW_MESSAGE, &serde_json::json!({})).expect("event");
+        assert_eq!(bare.delivered_payload(), "{}");
+        let empty = Event::with_cursors(vec![bare], &vec![("c".to_owned(), 1)]);
+        let c: serde_json::Value =
+            serde_json::from_str(&empty[0].delivered_payload()).expect("an empty object too");
+        assert_eq!(c["cursor"], crate::store::feed::cursor("c", 1));
     }
 
     #[test]

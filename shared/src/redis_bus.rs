@@ -46,6 +46,9 @@ struct Envelope<'a> {
     e: &'a str,
     #[serde(default)]
     x: Option<&'a str>,
+    /// The recipient's feed cursor, when the event has one.
+    #[serde(default)]
+    c: Option<&'a str>,
     #[serde(borrow)]
     d: &'a RawValue,
 }
@@ -175,8 +178,12 @@ fn envelope(event: &Event, id: EventId) -> Option<String> {
         Some(user) => format!(r#","x":{}"#, serde_json::to_string(user).ok()?),
         None => String::new(),
     };
+    let cursor = match &event.cursor {
+        Some(cursor) => format!(r#","c":{}"#, serde_json::to_string(cursor).ok()?),
+        None => String::new(),
+    };
     Some(format!(
-        r#"{{"i":[{},{}],"e":{name}{except},"d":{}}}"#,
+        r#"{{"i":[{},{}],"e":{name}{except}{cursor},"d":{}}}"#,
         id.0, id.1, event.payload
     ))
 }
@@ -195,6 +202,7 @@ fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<(Event, Option<
         name: envelope.e.to_owned(),
         payload: envelope.d.get().into(),
         except_user: envelope.x.map(str::to_owned),
+        cursor: envelope.c.map(str::to_owned),
     };
     Some((event, envelope.i))
 }
@@ -560,6 +568,13 @@ mod tests {
         let back = decode("chat", "chat:c:c1", body.as_bytes()).expect("decodes");
         assert_eq!(back, (event, Some((7, 42))));
         assert!(decode("chat", "chat:c:c1", b"not json").is_none());
+        // A feed event keeps its recipient's cursor across the bus.
+        let mut mine = Event::to_user("u1", "new_message", &serde_json::json!({"id": "m"}))
+            .expect("event");
+        mine.cursor = Some("3.abcd".to_owned());
+        let body = envelope(&mine, (7, 43)).expect("envelope");
+        let back = decode("chat", "chat:u:u1", body.as_bytes()).expect("decodes");
+        assert_eq!(back, (mine, Some((7, 43))));
     }
 
     #[test]

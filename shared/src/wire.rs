@@ -303,6 +303,34 @@ pub struct UnreadTotal {
     pub total_unread: i64,
 }
 
+/// `GET /sync`: the caller's change feed after a cursor (contract v1.1).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPage {
+    /// Oldest first, each once.
+    pub events: Vec<SyncEvent>,
+    /// The cursor to pass as `since` next: the last event's, or `since` when there are none
+    /// (without `since`: the current end of the feed).
+    pub next_cursor: String,
+    /// More events wait right now: call again with `nextCursor`.
+    pub has_more: bool,
+}
+
+/// One change of the feed, as a socket got (or would have got) it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncEvent {
+    /// Its place in the caller's feed (the `cursor` of the socket event).
+    pub cursor: String,
+    /// The socket event's name: `new_message`, `message_edited`, `message_deleted`,
+    /// `messages_read` or `conversation_updated`.
+    pub event: &'static str,
+    /// The socket event's payload, `cursor` included. Messages and conversations are as they
+    /// are now (events are idempotent: apply them in order and dedupe messages by `id`).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
 /// `messages_read` event payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

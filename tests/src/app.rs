@@ -21,6 +21,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub clock: ManualClock,
     pub http: reqwest::Client,
+    /// The app's core (its service and store), for what a test does behind the API.
+    pub core: Core,
     verifier: Arc<JwtVerifier>,
     db_url: String,
     _db: Option<TestDb>,
@@ -115,7 +117,7 @@ impl TestApp {
         let gateway = chat_gateway::mount(core.clone(), &settings)
             .await
             .expect("gateway mounts");
-        let app = chat_api::router_with(core, &settings, gateway.router);
+        let app = chat_api::router_with(core.clone(), &settings, gateway.router);
         let listener = chat_shared::app::listen(([127, 0, 0, 1], 0).into())
             .await
             .expect("bind");
@@ -131,6 +133,7 @@ impl TestApp {
             backend,
             clock,
             http: reqwest::Client::new(),
+            core,
             verifier,
             db_url: db_url.to_owned(),
             _db: db,

@@ -121,7 +121,7 @@ fn conversation(creator: &str, others: &[&str], kind: &str, now: i64) -> NewConv
 
 /// Creates a conversation that must be new; returns its id.
 async fn create(store: &Arc<dyn Store>, new: &NewConversation) -> String {
-    let (id, created) = store.create_conversation(new).await.unwrap();
+    let (id, created, _) = store.create_conversation(new).await.unwrap();
     assert!(created, "expected a new conversation");
     assert_eq!(id, new.id);
     id
@@ -245,7 +245,8 @@ async fn create_or_get_by_dedupe_key(store: Arc<dyn Store>) {
     again.dedupe_key = first.dedupe_key.clone();
     assert_eq!(
         store.create_conversation(&again).await.unwrap(),
-        (id.clone(), false)
+        (id.clone(), false, Vec::new()),
+        "no new feed entries either"
     );
     assert!(store.conversation("carol", &id).await.unwrap().is_none());
     assert!(
@@ -326,13 +327,13 @@ async fn concurrent_creates_with_one_dedupe_key_make_one_conversation(store: Arc
     }
     let winners: Vec<_> = results
         .iter()
-        .filter(|(_, (_, created))| *created)
+        .filter(|(_, (_, created, _))| *created)
         .collect();
     assert_eq!(winners.len(), 1, "exactly one create wins: {results:?}");
-    let (winner_id, (id, _)) = winners[0];
+    let (winner_id, (id, _, _)) = winners[0];
     assert_eq!(winner_id, id, "the winner answers its own id");
     assert!(
-        results.iter().all(|(_, (other, _))| other == id),
+        results.iter().all(|(_, (other, _, _))| other == id),
         "every create answers the one id: {results:?}"
     );
     assert_eq!(list_ids(&store, "alice", &all()).await, [id.as_str()]);
@@ -811,7 +812,7 @@ async fn hide_then_new_message_brings_conversation_back(store: Arc<dyn Store>) {
         [a.clone(), b.clone()]
     );
 
-    store.hide(&a, "alice").await.unwrap();
+    store.hide(&a, "alice", Millis(0)).await.unwrap();
     assert_eq!(list_ids(&store, "alice", &all()).await, [b.as_str()]);
     assert_eq!(store.stats("alice").await.unwrap().total, 1);
     // Still reachable directly (alice is still a participant), with nothing to show.
@@ -850,7 +851,7 @@ async fn hide_then_new_message_brings_conversation_back(store: Arc<dyn Store>) {
     assert_eq!(store.stats("alice").await.unwrap().total, 2);
 
     // Hiding again covers the new message too.
-    store.hide(&a, "alice").await.unwrap();
+    store.hide(&a, "alice", Millis(0)).await.unwrap();
     let v = view(&store, "alice", &a).await;
     assert_eq!((v.me.hidden_until_seq, v.me.last_read_seq), (Some(4), 4));
     assert_eq!(list_ids(&store, "alice", &all()).await, [b]);
@@ -920,7 +921,7 @@ async fn list_conversations_orders_pages_and_filters(store: Arc<dyn Store>) {
 
     // Per-user flags.
     store
-        .set_flags(&c[2], "alice", Some(true), None)
+        .set_flags(&c[2], "alice", Some(true), None, Millis(0))
         .await
         .unwrap();
     let archived = |a| ConversationQuery {
@@ -944,13 +945,13 @@ async fn list_conversations_orders_pages_and_filters(store: Arc<dyn Store>) {
         "flags are per user"
     );
     store
-        .set_flags(&c[2], "alice", None, Some(true))
+        .set_flags(&c[2], "alice", None, Some(true), Millis(0))
         .await
         .unwrap();
     let me = view(&store, "alice", &c[2]).await.me;
     assert!(me.archived && me.muted);
     store
-        .set_flags(&c[2], "alice", Some(false), None)
+        .set_flags(&c[2], "alice", Some(false), None, Millis(0))
         .await
         .unwrap();
     let me = view(&store, "alice", &c[2]).await.me;
@@ -1014,7 +1015,7 @@ async fn search_matches_title_metadata_participants_and_visible_text(store: Arc<
     send(&store, &text, "bob", "The quick brownfox jumps", 2_000).await;
     let hidden = general(&store, "alice", &["bob"], 1_000).await;
     send(&store, &hidden, "bob", "secretword", 2_000).await;
-    store.hide(&hidden, "alice").await.unwrap();
+    store.hide(&hidden, "alice", Millis(0)).await.unwrap();
     send(&store, &hidden, "bob", "visible again", 3_000).await;
     let changed = general(&store, "alice", &["bob"], 1_000).await;
     let deleted = send(&store, &changed, "bob", "deletedword", 2_000).await;
@@ -1138,7 +1139,7 @@ async fn search_matches_title_metadata_participants_and_visible_text(store: Arc<
     assert!(search(&store, "carol", &["quick"]).await.is_empty());
     // Search combines with the other filters.
     store
-        .set_flags(&villa, "alice", Some(true), None)
+        .set_flags(&villa, "alice", Some(true), None, Millis(0))
         .await
         .unwrap();
     let archived_only = ConversationQuery {
@@ -1173,6 +1174,7 @@ async fn edit_and_delete_messages(store: Arc<dyn Store>) {
         .edit_message(&original.id, "look again", Millis(2_000))
         .await
         .unwrap()
+        .map(|(m, _)| m)
         .expect("edited");
     assert_eq!(
         edited,
@@ -1191,6 +1193,7 @@ async fn edit_and_delete_messages(store: Arc<dyn Store>) {
         .delete_message(&original.id, Millis(3_000))
         .await
         .unwrap()
+        .map(|(m, _)| m)
         .expect("deleted");
     assert_eq!(
         deleted,
@@ -1206,6 +1209,7 @@ async fn edit_and_delete_messages(store: Arc<dyn Store>) {
         .delete_message(&original.id, Millis(4_000))
         .await
         .unwrap()
+        .map(|(m, _)| m)
         .expect("still there");
     assert_eq!(again.deleted_at, Some(3_000));
     assert_eq!(
@@ -1270,7 +1274,7 @@ async fn unread_total_sums_unread_over_conversations(store: Arc<dyn Store>) {
     assert_eq!(store.unread_total("carol").await.unwrap(), 4);
     assert_eq!(store.unread_total("bob").await.unwrap(), 0);
 
-    store.hide(&c, "alice").await.unwrap();
+    store.hide(&c, "alice", Millis(0)).await.unwrap();
     assert_eq!(store.unread_total("alice").await.unwrap(), 5);
     store
         .delete_message(&in_b[0].id, Millis(3_000))
@@ -1314,12 +1318,12 @@ async fn stats_count_visible_conversations(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .set_flags(&b, "alice", Some(true), None)
+        .set_flags(&b, "alice", Some(true), None, Millis(0))
         .await
         .unwrap();
     send(&store, &c, "carol", "c", 2_000).await;
     send(&store, &c, "carol", "c", 2_001).await;
-    store.hide(&c, "alice").await.unwrap();
+    store.hide(&c, "alice", Millis(0)).await.unwrap();
 
     let sorted = |mut s: StatsRecord| {
         s.by_type.sort();
@@ -1575,11 +1579,18 @@ async fn concurrent_batches_and_changes_keep_every_counter_exact(store: Arc<dyn 
                             store.delete_message(&m.id, Millis(now)).await.unwrap();
                         }
                     }
-                    1 => store.hide(id, members[(round + 1) % 2]).await.unwrap(),
-                    2 => store
-                        .set_flags(id, reader, Some(worker % 2 == 0), None)
-                        .await
-                        .unwrap(),
+                    1 => {
+                        store
+                            .hide(id, members[(round + 1) % 2], Millis(now))
+                            .await
+                            .unwrap();
+                    }
+                    2 => {
+                        store
+                            .set_flags(id, reader, Some(worker % 2 == 0), None, Millis(now))
+                            .await
+                            .unwrap();
+                    }
                     _ => {}
                 }
             }

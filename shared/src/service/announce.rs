@@ -12,7 +12,7 @@
 use super::{ChatService, to_conversation, to_message};
 use crate::domain::Caller;
 use crate::events::{Event, names};
-use crate::store::{MessageRecord, ParticipantRecord, UnreadCounts};
+use crate::store::{Cursors, MessageRecord, ParticipantRecord, UnreadCounts};
 use crate::wire::{Conversation, Message, MessagesRead, ReadState, UnreadCountUpdated};
 
 impl ChatService {
@@ -31,12 +31,14 @@ impl ChatService {
         &self,
         record: &MessageRecord,
         participants: &[ParticipantRecord],
+        cursors: &Cursors,
     ) -> Message {
         let message = to_message(record, participants);
         self.announce_message(
             names::NEW_MESSAGE,
             &message,
             participants.iter().map(|p| p.user_id.as_str()),
+            cursors,
         );
         self.announce_unread(&record.conversation_id, None);
         message
@@ -44,14 +46,21 @@ impl ChatService {
 
     /// A new conversation: each participant's view, then its first message if any (in that
     /// order, so that clients learn of the conversation before its messages).
-    pub(super) fn announce_created(&self, conversation_id: &str, first: Option<MessageRecord>) {
+    pub(super) fn announce_created(
+        &self,
+        conversation_id: &str,
+        cursors: Cursors,
+        first: Option<(MessageRecord, Cursors)>,
+    ) {
         let conversation_id = conversation_id.to_owned();
         self.in_background(move |service| async move {
-            service.conversation_views(&conversation_id, None).await;
-            if let Some(record) = first {
+            service
+                .conversation_views(&conversation_id, None, &cursors)
+                .await;
+            if let Some((record, first_cursors)) = first {
                 match service.store.participants(&conversation_id).await {
                     Ok(participants) => {
-                        service.announce_new_message(&record, &participants);
+                        service.announce_new_message(&record, &participants, &first_cursors);
                     }
                     Err(e) => {
                         tracing::warn!(conversation = %conversation_id, error = %e, "new_message not announced");
@@ -69,9 +78,12 @@ impl ChatService {
         name: &str,
         message: &Message,
         recipients: impl Iterator<Item = &'a str>,
+        cursors: &Cursors,
     ) {
-        self.events
-            .publish(Event::to_users(recipients, name, message));
+        self.events.publish(Event::with_cursors(
+            Event::to_users(recipients, name, message),
+            cursors,
+        ));
     }
 
     /// `unread_count_updated` to every participant of the conversation (or to `only`), each
@@ -119,16 +131,25 @@ impl ChatService {
 
     /// A moved read position: `messages_read` to every participant, and the reader's own
     /// `unread_count_updated`.
-    pub(super) fn announce_read(&self, caller: &Caller, state: &ReadState, members: &[String]) {
-        self.events.publish(Event::to_users(
-            members.iter().map(String::as_str),
-            names::MESSAGES_READ,
-            &MessagesRead {
-                conversation_id: state.conversation_id.clone(),
-                user_id: caller.id.as_str().to_owned(),
-                last_read_seq: state.last_read_seq,
-                read_at: state.read_at,
-            },
+    pub(super) fn announce_read(
+        &self,
+        caller: &Caller,
+        state: &ReadState,
+        members: &[String],
+        cursors: &Cursors,
+    ) {
+        self.events.publish(Event::with_cursors(
+            Event::to_users(
+                members.iter().map(String::as_str),
+                names::MESSAGES_READ,
+                &MessagesRead {
+                    conversation_id: state.conversation_id.clone(),
+                    user_id: caller.id.as_str().to_owned(),
+                    last_read_seq: state.last_read_seq,
+                    read_at: state.read_at,
+                },
+            ),
+            cursors,
         ));
         let reader = caller.id.as_str().to_owned();
         let update = UnreadCountUpdated {
@@ -157,17 +178,27 @@ impl ChatService {
 
     /// `conversation_updated` with each recipient's own view: to every participant, or to
     /// `only` (their own archive, mute or delete-for-me).
-    pub(super) fn announce_conversation(&self, conversation_id: &str, only: Option<&str>) {
+    pub(super) fn announce_conversation(
+        &self,
+        conversation_id: &str,
+        only: Option<&str>,
+        cursors: Cursors,
+    ) {
         let conversation_id = conversation_id.to_owned();
         let only = only.map(str::to_owned);
         self.in_background(move |service| async move {
             service
-                .conversation_views(&conversation_id, only.as_deref())
+                .conversation_views(&conversation_id, only.as_deref(), &cursors)
                 .await;
         });
     }
 
-    async fn conversation_views(&self, conversation_id: &str, only: Option<&str>) {
+    async fn conversation_views(
+        &self,
+        conversation_id: &str,
+        only: Option<&str>,
+        cursors: &Cursors,
+    ) {
         let users: Vec<String> = match only {
             Some(user) => vec![user.to_owned()],
             None => match self.store.participants(conversation_id).await {
@@ -192,15 +223,16 @@ impl ChatService {
                 }
             }
         }
-        self.events.publish(events);
+        self.events.publish(Event::with_cursors(events, cursors));
     }
 
     /// `conversation_updated` to one user, with the view already in hand.
-    pub(super) fn announce_view(&self, user: &str, conversation: &Conversation) {
-        self.events.publish(
+    pub(super) fn announce_view(&self, user: &str, conversation: &Conversation, cursors: &Cursors) {
+        self.events.publish(Event::with_cursors(
             Event::to_user(user, names::CONVERSATION_UPDATED, conversation)
                 .into_iter()
                 .collect(),
-        );
+            cursors,
+        ));
     }
 }

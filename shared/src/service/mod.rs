@@ -6,6 +6,7 @@
 //! domain values, check who may do what, and let the [`Store`] do the atomic part.
 
 mod announce;
+mod sync;
 
 use crate::config::Limits;
 use crate::domain::{Caller, ClientMessageId, MessageBody, PropertyId, UserId};
@@ -210,7 +211,7 @@ impl ChatService {
             participants: participants.iter().map(|p| p.as_str().to_owned()).collect(),
             now: self.clock.now(),
         };
-        let (id, created) = self.store.create_conversation(&new).await?;
+        let (id, created, cursors) = self.store.create_conversation(&new).await?;
         let mut first = None;
         if let Some(body) = initial {
             let sent = match self.limit(caller).await {
@@ -232,25 +233,27 @@ impl ChatService {
                 },
                 Err(e) => Err(e),
             };
-            match sent.map(|w| w.outcome) {
-                Ok(InsertOutcome::Created(record)) => first = Some(record),
-                Ok(InsertOutcome::Duplicate(_)) => {}
+            match sent.map(|w| (w.outcome, w.cursors)) {
+                Ok((InsertOutcome::Created(record), first_cursors)) => {
+                    first = Some((record, first_cursors));
+                }
+                Ok((InsertOutcome::Duplicate(_), _)) => {}
                 // An existing conversation may be blocked: the question was not delivered.
-                Ok(InsertOutcome::Blocked) => return Err(blocked()),
+                Ok((InsertOutcome::Blocked, _)) => return Err(blocked()),
                 Err(e) => {
                     // The conversation exists now whatever became of the message.
                     if created {
-                        self.announce_created(&id, None);
+                        self.announce_created(&id, cursors, None);
                     }
                     return Err(e);
                 }
             }
         }
         if created {
-            self.announce_created(&id, first);
-        } else if let Some(record) = first {
+            self.announce_created(&id, cursors, first);
+        } else if let Some((record, first_cursors)) = first {
             let participants = self.store.participants(&id).await?;
-            self.announce_new_message(&record, &participants);
+            self.announce_new_message(&record, &participants, &first_cursors);
         }
         let conversation = self.get_conversation(caller, &id).await?;
         Ok((conversation, created))
@@ -507,6 +510,7 @@ impl ChatService {
                         names::NEW_MESSAGE,
                         &message,
                         members.iter().map(String::as_str),
+                        &written.cursors,
                     );
                     if let Some(counts) = written.unread {
                         service.publish_unread(&conversation_id, &counts, None);
@@ -604,7 +608,7 @@ impl ChatService {
             unread_count: read.unread_count,
         };
         if read.moved {
-            self.announce_read(caller, &state, &members);
+            self.announce_read(caller, &state, &members, &read.cursors);
         }
         Ok(state)
     }
@@ -640,11 +644,18 @@ impl ChatService {
     ) -> ChatResult<Conversation> {
         let participants = self.participants_for(caller, conversation_id).await?;
         member(&participants, caller)?;
-        self.store
-            .set_flags(conversation_id, caller.id.as_str(), archived, muted)
+        let cursors = self
+            .store
+            .set_flags(
+                conversation_id,
+                caller.id.as_str(),
+                archived,
+                muted,
+                self.clock.now(),
+            )
             .await?;
         let conversation = self.get_conversation(caller, conversation_id).await?;
-        self.announce_view(caller.id.as_str(), &conversation);
+        self.announce_view(caller.id.as_str(), &conversation, &cursors);
         Ok(conversation)
     }
 
@@ -652,8 +663,11 @@ impl ChatService {
     pub async fn delete_for_me(&self, caller: &Caller, conversation_id: &str) -> ChatResult<()> {
         let participants = self.participants_for(caller, conversation_id).await?;
         member(&participants, caller)?;
-        self.store.hide(conversation_id, caller.id.as_str()).await?;
-        self.announce_conversation(conversation_id, Some(caller.id.as_str()));
+        let cursors = self
+            .store
+            .hide(conversation_id, caller.id.as_str(), self.clock.now())
+            .await?;
+        self.announce_conversation(conversation_id, Some(caller.id.as_str()), cursors);
         // Delete-for-me reads everything: the user's badge changes.
         self.announce_unread(conversation_id, Some(caller.id.as_str()));
         Ok(())
@@ -688,20 +702,22 @@ impl ChatService {
         // Blocking what is already blocked changes nothing: otherwise the other participant
         // could take the block over (becoming `blocked_by`) and then lift it.
         let blocked = req.blocked.filter(|&b| !(b && view.conversation.blocked));
-        self.store
-            .update_conversation(
-                conversation_id,
-                title.as_deref(),
-                blocked.map(|b| (b, caller.id.as_str())),
-                self.clock.now(),
-            )
-            .await?;
         let changed = title
             .as_ref()
             .is_some_and(|t| view.conversation.title.as_ref() != Some(t))
             || blocked.is_some_and(|b| b != view.conversation.blocked);
+        // Nothing changes, nothing is written: no feed entry, no event.
         if changed {
-            self.announce_conversation(conversation_id, None);
+            let cursors = self
+                .store
+                .update_conversation(
+                    conversation_id,
+                    title.as_deref(),
+                    blocked.map(|b| (b, caller.id.as_str())),
+                    self.clock.now(),
+                )
+                .await?;
+            self.announce_conversation(conversation_id, None, cursors);
         }
         self.get_conversation(caller, conversation_id).await
     }
@@ -724,7 +740,7 @@ impl ChatService {
         let allow_empty =
             matches!(kind, MessageType::Image | MessageType::File) && message.attachments != "[]";
         let body = MessageBody::parse(content, self.limits.max_message_chars, allow_empty)?;
-        let edited = self
+        let (edited, cursors) = self
             .store
             .edit_message(message_id, body.as_str(), self.clock.now())
             .await?
@@ -736,6 +752,7 @@ impl ChatService {
             names::MESSAGE_EDITED,
             &message,
             participants.iter().map(|p| p.user_id.as_str()),
+            &cursors,
         );
         Ok(message)
     }
@@ -743,17 +760,19 @@ impl ChatService {
     /// Deletes the caller's own message within the edit window. Deleting twice is harmless.
     pub async fn delete_message(&self, caller: &Caller, message_id: &str) -> ChatResult<Message> {
         let (before, participants) = self.own_message(caller, message_id).await?;
-        let deleted = self
+        let (deleted, cursors) = self
             .store
             .delete_message(message_id, self.clock.now())
             .await?
             .ok_or_else(|| ChatError::not_found("message"))?;
         let message = to_message(&deleted, &participants);
-        if before.deleted_at.is_none() {
+        // Deleted by this call (not before it, not by a concurrent one): announced once.
+        if before.deleted_at.is_none() && !cursors.is_empty() {
             self.announce_message(
                 names::MESSAGE_DELETED,
                 &message,
                 participants.iter().map(|p| p.user_id.as_str()),
+                &cursors,
             );
             // A deleted message no longer counts as unread.
             self.announce_unread(&deleted.conversation_id, None);

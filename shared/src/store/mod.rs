@@ -9,12 +9,15 @@
 //! `migrations/{sqlite,postgres}` keep the same columns for that reason.
 
 mod batch;
+pub mod feed;
 mod postgres;
 mod sqlite;
 pub mod writer;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+pub use feed::{Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite};
 
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -117,7 +120,7 @@ impl ParticipantRecord {
 }
 
 /// The result of moving a read position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOutcome {
     /// The position after the call.
     pub last_read_seq: i64,
@@ -127,6 +130,8 @@ pub struct ReadOutcome {
     pub unread_count: i64,
     /// Whether this call moved the position (a repeated or backwards read does not).
     pub moved: bool,
+    /// Each participant's feed position of the `messages_read` (when it moved).
+    pub cursors: feed::Cursors,
 }
 
 /// A message row.
@@ -245,9 +250,13 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for readiness probes.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Inserts the conversation and its participants, or, when `dedupe_key` is already taken,
-    /// returns the id of the existing conversation. Returns `(id, created)`.
-    async fn create_conversation(&self, new: &NewConversation) -> StoreResult<(String, bool)>;
+    /// Inserts the conversation and its participants (and their `conversation_updated` feed
+    /// entries), or, when `dedupe_key` is already taken, returns the id of the existing
+    /// conversation. Returns `(id, created, cursors)`.
+    async fn create_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(String, bool, Cursors)>;
 
     /// The conversation as `user` sees it; `None` when it does not exist or `user` is not a
     /// participant.
@@ -268,7 +277,8 @@ pub trait Store: Send + Sync + 'static {
     /// the sender's read position, and every participant's counters. A
     /// `(sender, clientMessageId)` already stored, or earlier in the batch, answers
     /// `Duplicate` with the first message; a blocked conversation answers `Blocked` and
-    /// nothing of that message is written. Outcomes are in batch order.
+    /// nothing of that message is written. Outcomes are in batch order. Each message created
+    /// is a `new_message` entry in every participant's feed.
     async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Inserted>;
 
     /// One message: [`Store::insert_messages`] with a batch of one.
@@ -298,7 +308,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<MessageRecord>>;
 
     /// Moves `user`'s read position forward to `min(up_to, last_seq)` (everything when `None`);
-    /// never backwards. The read time changes only when the position moves.
+    /// never backwards. The read time changes only when the position moves, and then every
+    /// participant's feed gets a `messages_read` entry.
     async fn mark_read(
         &self,
         conversation_id: &str,
@@ -307,37 +318,58 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<ReadOutcome>;
 
-    /// Sets the per-user archived and/or muted flags.
+    /// Sets the per-user archived and/or muted flags; a `conversation_updated` entry in that
+    /// user's feed.
     async fn set_flags(
         &self,
         conversation_id: &str,
         user: &str,
         archived: Option<bool>,
         muted: Option<bool>,
-    ) -> StoreResult<()>;
+        now: Millis,
+    ) -> StoreResult<Cursors>;
 
-    /// Delete-for-me: hides every message up to the current `last_seq` and marks them read.
-    async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()>;
+    /// Delete-for-me: hides every message up to the current `last_seq` and marks them read;
+    /// a `conversation_updated` entry in that user's feed.
+    async fn hide(&self, conversation_id: &str, user: &str, now: Millis) -> StoreResult<Cursors>;
 
-    /// Renames and/or blocks (`Some((true, by))`) or unblocks (`Some((false, by))`).
+    /// Renames and/or blocks (`Some((true, by))`) or unblocks (`Some((false, by))`); a
+    /// `conversation_updated` entry in every participant's feed.
     async fn update_conversation(
         &self,
         id: &str,
         title: Option<&str>,
         blocked: Option<(bool, &str)>,
         now: Millis,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Cursors>;
 
-    /// Replaces the content and sets `edited_at`; `None` if no such (undeleted) message.
+    /// Replaces the content and sets `edited_at`; `None` if no such (undeleted) message. A
+    /// `message_edited` entry in every participant's feed.
     async fn edit_message(
         &self,
         id: &str,
         content: &str,
         now: Millis,
-    ) -> StoreResult<Option<MessageRecord>>;
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>>;
 
-    /// Blanks content and attachments and sets `deleted_at` (kept if already deleted).
-    async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>>;
+    /// Blanks content and attachments and sets `deleted_at` (kept if already deleted). The
+    /// cursors of its `message_deleted` entries are empty when it was deleted already (no
+    /// new entry, no event).
+    async fn delete_message(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>>;
+
+    /// Entries of `user`'s feed after position `since`, oldest first, at most `limit`, and
+    /// the feed's head.
+    async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage>;
+
+    /// Deletes feed entries from before `before`, at most `max` of them; returns how many.
+    async fn prune_feed(&self, before: Millis, max: i64) -> StoreResult<u64>;
+
+    /// Messages by id, in no particular order (missing ids are left out).
+    async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
 
     /// Unread messages of `user` over all conversations they can see.
     async fn unread_total(&self, user: &str) -> StoreResult<i64>;
@@ -412,6 +444,9 @@ pub type ConversationCounts = (String, Arc<[UnreadCounts]>);
 pub struct Inserted {
     /// One per message of the batch, in its order.
     pub outcomes: Vec<InsertOutcome>,
+    /// One per message of the batch: each participant's feed position of its `new_message`
+    /// (empty for a message not created).
+    pub cursors: Vec<Cursors>,
     /// Every participant's counts after the batch, for each conversation that got a message.
     pub unread: Vec<ConversationCounts>,
 }

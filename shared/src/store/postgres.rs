@@ -12,7 +12,8 @@ use super::{
     conversation_columns, count_unread_of_p, message_columns, migrator, unread_count_of_p,
     visible_to_p,
 };
-use super::{Inserted, group_counts};
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
+use super::{Inserted, StoreError, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -35,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "counters",
         include_str!("../../../migrations/postgres/0003_counters.sql"),
+    ),
+    (
+        4,
+        "change feed",
+        include_str!("../../../migrations/postgres/0004_feed.sql"),
     ),
 ];
 
@@ -170,6 +176,7 @@ impl PostgresStore {
         if plan.conversations.is_empty() {
             tx.commit().await?;
             return Ok(Inserted {
+                cursors: vec![Cursors::new(); batch.len()],
                 outcomes: plan.outcomes(),
                 unread: Vec::new(),
             });
@@ -286,12 +293,99 @@ impl PostgresStore {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
+        let unread = group_counts(&counts)?;
+        let outcomes = plan.outcomes();
+        let members: HashMap<&str, Vec<&str>> = unread
+            .iter()
+            .map(|(c, counts)| {
+                (
+                    c.as_str(),
+                    counts.iter().map(|u| u.user_id.as_str()).collect(),
+                )
+            })
+            .collect();
+        let (writes, owners) = feed::message_writes(&outcomes, &members);
+        let positions = append_feed(&mut tx, &writes).await?;
         tx.commit().await?;
         Ok(Inserted {
-            outcomes: plan.outcomes(),
-            unread: group_counts(&counts)?,
+            cursors: feed::cursors_by_message(batch.len(), &writes, &owners, &positions),
+            outcomes,
+            unread,
         })
     }
+}
+
+/// Appends `writes` to their users' feeds inside `tx` and returns each one's position. The
+/// users' `feed_heads` rows are taken in user order, after whatever conversations and
+/// participants rows the change locked, and held until it commits: the next change for the
+/// same user takes the next positions and becomes visible after this one.
+async fn append_feed(
+    tx: &mut sqlx::PgConnection,
+    writes: &[FeedWrite],
+) -> StoreResult<Vec<i64>> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts = feed::counts_by_user(writes);
+    let users: Vec<&str> = counts.keys().copied().collect();
+    let adds: Vec<i64> = counts.values().copied().collect();
+    let heads: HashMap<String, i64> = sqlx::query(
+        "insert into feed_heads (user_id, pos) \
+         select * from unnest($1::text[], $2::bigint[]) order by 1 \
+         on conflict (user_id) do update set pos = feed_heads.pos + excluded.pos \
+         returning user_id, pos",
+    )
+    .bind(&users)
+    .bind(&adds)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("user_id")?, r.try_get("pos")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let positions =
+        feed::positions(writes, &heads).ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))?;
+    sqlx::query(
+        "insert into feed (user_id, pos, kind, conversation_id, message_id, actor, seq, at) \
+         select * from unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+           $6::text[], $7::bigint[], $8::bigint[])",
+    )
+    .bind(writes.iter().map(|w| w.user_id.as_str()).collect::<Vec<_>>())
+    .bind(&positions)
+    .bind(writes.iter().map(|w| w.kind.as_str()).collect::<Vec<_>>())
+    .bind(
+        writes
+            .iter()
+            .map(|w| w.conversation_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        writes
+            .iter()
+            .map(|w| w.message_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(writes.iter().map(|w| w.actor.as_deref()).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| w.seq).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| w.at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(positions)
+}
+
+/// Appends `template` for every participant of its conversation.
+async fn append_for_participants(
+    tx: &mut sqlx::PgConnection,
+    template: &FeedWrite,
+) -> StoreResult<Cursors> {
+    let users: Vec<String> = sqlx::query_scalar(
+        "select user_id from participants where conversation_id = $1 order by user_id",
+    )
+    .bind(&template.conversation_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let writes = FeedWrite::for_each(users.iter().map(String::as_str), template);
+    let positions = append_feed(tx, &writes).await?;
+    Ok(feed::cursors(&writes, &positions))
 }
 
 fn conversation_with_unread(row: &PgRow) -> Result<(ConversationRecord, i64), sqlx::Error> {
@@ -324,7 +418,10 @@ impl Store for PostgresStore {
     }
 
     #[tracing::instrument(skip_all, fields(id = %new.id))]
-    async fn create_conversation(&self, new: &NewConversation) -> StoreResult<(String, bool)> {
+    async fn create_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(String, bool, Cursors)> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "insert into conversations (id, type, created_by, property_id, title, metadata, \
@@ -348,7 +445,7 @@ impl Store for PostgresStore {
                     .bind(&new.dedupe_key)
                     .fetch_one(&mut *tx)
                     .await?;
-            return Ok((existing, false));
+            return Ok((existing, false, Cursors::new()));
         }
         for user in &new.participants {
             sqlx::query(
@@ -367,8 +464,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::conversation("", &new.id, new.now.0),
+        )
+        .await?;
         tx.commit().await?;
-        Ok((new.id.clone(), true))
+        Ok((new.id.clone(), true, cursors))
     }
 
     async fn conversation(&self, user: &str, id: &str) -> StoreResult<Option<ConversationView>> {
@@ -595,13 +697,25 @@ impl Store for PostgresStore {
         .bind(user)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
         let last_read_seq: i64 = row.try_get("last_read_seq")?;
+        let last_read_at: Option<i64> = row.try_get("last_read_at")?;
+        let moved = last_read_seq > before;
+        let cursors = if moved {
+            append_for_participants(
+                &mut tx,
+                &read_entry(conversation_id, user, last_read_seq, last_read_at.unwrap_or(now.0)),
+            )
+            .await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
         Ok(ReadOutcome {
             last_read_seq,
-            last_read_at: row.try_get("last_read_at")?,
+            last_read_at,
             unread_count: row.try_get("unread_count")?,
-            moved: last_read_seq > before,
+            moved,
+            cursors,
         })
     }
 
@@ -611,8 +725,10 @@ impl Store for PostgresStore {
         user: &str,
         archived: Option<bool>,
         muted: Option<bool>,
-    ) -> StoreResult<()> {
-        sqlx::query(
+        now: Millis,
+    ) -> StoreResult<Cursors> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
             "update participants set archived = coalesce($3::boolean, archived), \
                muted = coalesce($4::boolean, muted) \
              where conversation_id = $1 and user_id = $2",
@@ -621,12 +737,20 @@ impl Store for PostgresStore {
         .bind(user)
         .bind(archived)
         .bind(muted)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let cursors = if updated.rows_affected() > 0 {
+            let write = FeedWrite::conversation(user, conversation_id, now.0);
+            let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
+            feed::cursors(std::slice::from_ref(&write), &positions)
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
+        Ok(cursors)
     }
 
-    async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()> {
+    async fn hide(&self, conversation_id: &str, user: &str, now: Millis) -> StoreResult<Cursors> {
         let mut tx = self.pool.begin().await?;
         // The conversation first, shared: a batch of sends holds it while it adds messages,
         // so `last_seq` here is the committed one and the counters zeroed below cannot miss
@@ -638,7 +762,7 @@ impl Store for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(last_seq) = last_seq else {
-            return Ok(());
+            return Ok(Cursors::new());
         };
         sqlx::query(
             "update participants set hidden_until_seq = $3, hidden = true, \
@@ -651,8 +775,10 @@ impl Store for PostgresStore {
         .bind(last_seq)
         .execute(&mut *tx)
         .await?;
+        let write = FeedWrite::conversation(user, conversation_id, now.0);
+        let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(feed::cursors(std::slice::from_ref(&write), &positions))
     }
 
     async fn update_conversation(
@@ -661,8 +787,9 @@ impl Store for PostgresStore {
         title: Option<&str>,
         blocked: Option<(bool, &str)>,
         now: Millis,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<Cursors> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
             "update conversations set title = coalesce($2::text, title), \
                blocked = coalesce($3::boolean, blocked), \
                blocked_by = case when $3::boolean is null then blocked_by \
@@ -675,9 +802,15 @@ impl Store for PostgresStore {
         .bind(blocked.map(|(b, _)| b))
         .bind(blocked.map(|(_, by)| by))
         .bind(now.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let cursors = if updated.rows_affected() > 0 {
+            append_for_participants(&mut tx, &FeedWrite::conversation("", id, now.0)).await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
+        Ok(cursors)
     }
 
     async fn edit_message(
@@ -685,7 +818,8 @@ impl Store for PostgresStore {
         id: &str,
         content: &str,
         now: Millis,
-    ) -> StoreResult<Option<MessageRecord>> {
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "update messages set content = $2, edited_at = $3 \
              where id = $1 and deleted_at is null \
@@ -695,12 +829,32 @@ impl Store for PostgresStore {
         .bind(id)
         .bind(content)
         .bind(now.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.as_ref().map(MessageRecord::from_row).transpose()?)
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let message = MessageRecord::from_row(&row)?;
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::message(
+                "",
+                FeedKind::MessageEdited,
+                &message.conversation_id,
+                &message.id,
+                now.0,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some((message, cursors)))
     }
 
-    async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>> {
+    async fn delete_message(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>> {
         let mut tx = self.pool.begin().await?;
         // The conversation first (as a batch of sends and a hide lock it), then the message
         // and the participants rows: one lock order everywhere.
@@ -727,7 +881,8 @@ impl Store for PostgresStore {
             .fetch_optional(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(row.as_ref().map(MessageRecord::from_row).transpose()?);
+            let message = row.as_ref().map(MessageRecord::from_row).transpose()?;
+            return Ok(message.map(|m| (m, Cursors::new())));
         };
         let message = MessageRecord::from_row(&row)?;
         sqlx::query(super::UNCOUNT_DELETED_SQL)
@@ -736,8 +891,70 @@ impl Store for PostgresStore {
             .bind(message.seq)
             .execute(&mut *tx)
             .await?;
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::message(
+                "",
+                FeedKind::MessageDeleted,
+                &message.conversation_id,
+                &message.id,
+                now.0,
+            ),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Some(message))
+        Ok(Some((message, cursors)))
+    }
+
+    async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage> {
+        let head: Option<i64> =
+            sqlx::query_scalar("select pos from feed_heads where user_id = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        let rows = sqlx::query(
+            "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
+             where user_id = $1 and pos > $2 order by pos limit $3",
+        )
+        .bind(user)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(FeedPage {
+            head: head.unwrap_or(0),
+            entries: rows
+                .iter()
+                .map(FeedEntry::from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn prune_feed(&self, before: Millis, max: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "delete from feed where ctid in \
+             (select ctid from feed where at < $1 limit $2)",
+        )
+        .bind(before.0)
+        .bind(max)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            message_columns!(),
+            " from messages m where m.id = any($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(MessageRecord::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn unread_total(&self, user: &str) -> StoreResult<i64> {

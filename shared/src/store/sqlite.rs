@@ -12,7 +12,8 @@ use super::{
     Store, StoreResult, UNREAD_COUNTS_SQL, UNREAD_TOTAL_SQL, UnreadCounts, assemble_views,
     conversation_columns, message_columns, migrator, unread_count_of_p, visible_to_p,
 };
-use super::{Inserted, group_counts};
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
+use super::{Inserted, StoreError, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -39,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "search members",
         include_str!("../../../migrations/sqlite/0003_search_members.sql"),
+    ),
+    (
+        4,
+        "change feed",
+        include_str!("../../../migrations/sqlite/0004_feed.sql"),
     ),
 ];
 
@@ -128,6 +134,80 @@ impl SqliteStore {
     }
 }
 
+/// Appends `writes` to their users' feeds inside `tx` (the one write transaction SQLite
+/// allows at a time) and returns each one's position.
+async fn append_feed(
+    tx: &mut sqlx::SqliteConnection,
+    writes: &[FeedWrite],
+) -> StoreResult<Vec<i64>> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Vec<(&str, i64)> = feed::counts_by_user(writes).into_iter().collect();
+    let heads: HashMap<String, i64> = sqlx::query(
+        "insert into feed_heads (user_id, pos) \
+         select value ->> 0, value ->> 1 from json_each($1) where true \
+         on conflict (user_id) do update set pos = feed_heads.pos + excluded.pos \
+         returning user_id, pos",
+    )
+    .bind(serde_json::json!(counts).to_string())
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("user_id")?, r.try_get("pos")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let positions =
+        feed::positions(writes, &heads).ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))?;
+    let rows: Vec<serde_json::Value> = writes
+        .iter()
+        .zip(&positions)
+        .map(|(w, pos)| {
+            serde_json::json!([
+                w.user_id,
+                pos,
+                w.kind.as_str(),
+                w.conversation_id,
+                w.message_id,
+                w.actor,
+                w.seq,
+                w.at
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "insert into feed (user_id, pos, kind, conversation_id, message_id, actor, seq, at) \
+         select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+           value ->> 6, value ->> 7 from json_each($1)",
+    )
+    .bind(serde_json::Value::from(rows).to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(positions)
+}
+
+/// Appends `template` for every participant of its conversation.
+async fn append_for_participants(
+    tx: &mut sqlx::SqliteConnection,
+    template: &FeedWrite,
+) -> StoreResult<Cursors> {
+    let users: Vec<String> = sqlx::query_scalar(
+        "select user_id from participants where conversation_id = $1 order by user_id",
+    )
+    .bind(&template.conversation_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let writes = FeedWrite::for_each(users.iter().map(String::as_str), template);
+    let positions = append_feed(tx, &writes).await?;
+    Ok(feed::cursors(&writes, &positions))
+}
+
+/// One entry for one user.
+async fn append_one(tx: &mut sqlx::SqliteConnection, write: FeedWrite) -> StoreResult<Cursors> {
+    let writes = [write];
+    let positions = append_feed(tx, &writes).await?;
+    Ok(feed::cursors(&writes, &positions))
+}
+
 /// A JSON array of strings, for `in (select value from json_each(?))`: one bound parameter
 /// for a list of any length.
 fn json_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -173,7 +253,10 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(id = %new.id))]
-    async fn create_conversation(&self, new: &NewConversation) -> StoreResult<(String, bool)> {
+    async fn create_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(String, bool, Cursors)> {
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "insert into conversations (id, type, created_by, property_id, title, metadata, \
@@ -197,7 +280,7 @@ impl Store for SqliteStore {
                     .bind(&new.dedupe_key)
                     .fetch_one(&mut *tx)
                     .await?;
-            return Ok((existing, false));
+            return Ok((existing, false, Cursors::new()));
         }
         for user in &new.participants {
             sqlx::query(
@@ -216,8 +299,13 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::conversation("", &new.id, new.now.0),
+        )
+        .await?;
         tx.commit().await?;
-        Ok((new.id.clone(), true))
+        Ok((new.id.clone(), true, cursors))
     }
 
     async fn conversation(&self, user: &str, id: &str) -> StoreResult<Option<ConversationView>> {
@@ -378,6 +466,7 @@ impl Store for SqliteStore {
         if plan.conversations.is_empty() {
             tx.commit().await?;
             return Ok(Inserted {
+                cursors: vec![Cursors::new(); batch.len()],
                 outcomes: plan.outcomes(),
                 unread: Vec::new(),
             });
@@ -478,10 +567,24 @@ impl Store for SqliteStore {
         .bind(&changes)
         .fetch_all(&mut *tx)
         .await?;
+        let unread = group_counts(&counts)?;
+        let outcomes = plan.outcomes();
+        let members: HashMap<&str, Vec<&str>> = unread
+            .iter()
+            .map(|(c, counts)| {
+                (
+                    c.as_str(),
+                    counts.iter().map(|u| u.user_id.as_str()).collect(),
+                )
+            })
+            .collect();
+        let (writes, owners) = feed::message_writes(&outcomes, &members);
+        let positions = append_feed(&mut tx, &writes).await?;
         tx.commit().await?;
         Ok(Inserted {
-            outcomes: plan.outcomes(),
-            unread: group_counts(&counts)?,
+            cursors: feed::cursors_by_message(batch.len(), &writes, &owners, &positions),
+            outcomes,
+            unread,
         })
     }
 
@@ -557,18 +660,17 @@ impl Store for SqliteStore {
         up_to: Option<i64>,
         now: Millis,
     ) -> StoreResult<ReadOutcome> {
-        // Two statements on the one writer connection, held throughout: no other write can
-        // come between them, and the update is atomic on its own, so no transaction is
-        // needed (each statement is a hand-off to the connection's thread: a read receipt
-        // went from five to two). Every SET expression sees the row as it was, so the unread
-        // count is taken after the new position.
-        let mut conn = self.writer.acquire().await?;
+        // On the one writer connection, in one transaction: the position and the unread
+        // count in one update (every SET expression sees the row as it was, so the count is
+        // taken after the new position), and, when the position moved, every participant's
+        // feed entry.
+        let mut tx = self.writer.begin().await?;
         let before: i64 = sqlx::query_scalar(
             "select last_read_seq from participants where conversation_id = $1 and user_id = $2",
         )
         .bind(conversation_id)
         .bind(user)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
         let row = sqlx::query(
             "update participants as p set \
@@ -588,14 +690,27 @@ impl Store for SqliteStore {
         .bind(user)
         .bind(up_to)
         .bind(now.0)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
         let last_read_seq: i64 = row.try_get("last_read_seq")?;
+        let last_read_at: Option<i64> = row.try_get("last_read_at")?;
+        let moved = last_read_seq > before;
+        let cursors = if moved {
+            append_for_participants(
+                &mut tx,
+                &read_entry(conversation_id, user, last_read_seq, last_read_at.unwrap_or(now.0)),
+            )
+            .await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
         Ok(ReadOutcome {
             last_read_seq,
-            last_read_at: row.try_get("last_read_at")?,
+            last_read_at,
             unread_count: row.try_get("unread_count")?,
-            moved: last_read_seq > before,
+            moved,
+            cursors,
         })
     }
 
@@ -605,8 +720,10 @@ impl Store for SqliteStore {
         user: &str,
         archived: Option<bool>,
         muted: Option<bool>,
-    ) -> StoreResult<()> {
-        sqlx::query(
+        now: Millis,
+    ) -> StoreResult<Cursors> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
             "update participants set archived = coalesce($3, archived), muted = coalesce($4, muted) \
              where conversation_id = $1 and user_id = $2",
         )
@@ -614,13 +731,20 @@ impl Store for SqliteStore {
         .bind(user)
         .bind(archived)
         .bind(muted)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let cursors = if updated.rows_affected() > 0 {
+            append_one(&mut tx, FeedWrite::conversation(user, conversation_id, now.0)).await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
+        Ok(cursors)
     }
 
-    async fn hide(&self, conversation_id: &str, user: &str) -> StoreResult<()> {
-        sqlx::query(
+    async fn hide(&self, conversation_id: &str, user: &str, now: Millis) -> StoreResult<Cursors> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
             "update participants as p set hidden_until_seq = c.last_seq, hidden = true, \
                unread_count = 0, received_count = 0, last_read_seq = max(p.last_read_seq, c.last_seq) \
              from conversations c where c.id = p.conversation_id \
@@ -628,9 +752,15 @@ impl Store for SqliteStore {
         )
         .bind(conversation_id)
         .bind(user)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let cursors = if updated.rows_affected() > 0 {
+            append_one(&mut tx, FeedWrite::conversation(user, conversation_id, now.0)).await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
+        Ok(cursors)
     }
 
     async fn update_conversation(
@@ -639,8 +769,9 @@ impl Store for SqliteStore {
         title: Option<&str>,
         blocked: Option<(bool, &str)>,
         now: Millis,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<Cursors> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
             "update conversations set title = coalesce($2, title), \
                blocked = coalesce($3, blocked), \
                blocked_by = case when $3 is null then blocked_by when $3 then $4 else null end, \
@@ -652,9 +783,15 @@ impl Store for SqliteStore {
         .bind(blocked.map(|(b, _)| b))
         .bind(blocked.map(|(_, by)| by))
         .bind(now.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let cursors = if updated.rows_affected() > 0 {
+            append_for_participants(&mut tx, &FeedWrite::conversation("", id, now.0)).await?
+        } else {
+            Cursors::new()
+        };
+        tx.commit().await?;
+        Ok(cursors)
     }
 
     async fn edit_message(
@@ -662,7 +799,8 @@ impl Store for SqliteStore {
         id: &str,
         content: &str,
         now: Millis,
-    ) -> StoreResult<Option<MessageRecord>> {
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>> {
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "update messages set content = $2, edited_at = $3 \
              where id = $1 and deleted_at is null \
@@ -672,12 +810,32 @@ impl Store for SqliteStore {
         .bind(id)
         .bind(content)
         .bind(now.0)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.as_ref().map(MessageRecord::from_row).transpose()?)
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let message = MessageRecord::from_row(&row)?;
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::message(
+                "",
+                FeedKind::MessageEdited,
+                &message.conversation_id,
+                &message.id,
+                now.0,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some((message, cursors)))
     }
 
-    async fn delete_message(&self, id: &str, now: Millis) -> StoreResult<Option<MessageRecord>> {
+    async fn delete_message(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<(MessageRecord, Cursors)>> {
         let mut tx = self.writer.begin().await?;
         let deleted = sqlx::query(super::DELETE_MESSAGE_SQL)
             .bind(id)
@@ -695,7 +853,8 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(row.as_ref().map(MessageRecord::from_row).transpose()?);
+            let message = row.as_ref().map(MessageRecord::from_row).transpose()?;
+            return Ok(message.map(|m| (m, Cursors::new())));
         };
         let message = MessageRecord::from_row(&row)?;
         sqlx::query(super::UNCOUNT_DELETED_SQL)
@@ -704,8 +863,70 @@ impl Store for SqliteStore {
             .bind(message.seq)
             .execute(&mut *tx)
             .await?;
+        let cursors = append_for_participants(
+            &mut tx,
+            &FeedWrite::message(
+                "",
+                FeedKind::MessageDeleted,
+                &message.conversation_id,
+                &message.id,
+                now.0,
+            ),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Some(message))
+        Ok(Some((message, cursors)))
+    }
+
+    async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage> {
+        let head: Option<i64> =
+            sqlx::query_scalar("select pos from feed_heads where user_id = $1")
+                .bind(user)
+                .fetch_optional(&self.reader)
+                .await?;
+        let rows = sqlx::query(
+            "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
+             where user_id = $1 and pos > $2 order by pos limit $3",
+        )
+        .bind(user)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(FeedPage {
+            head: head.unwrap_or(0),
+            entries: rows
+                .iter()
+                .map(FeedEntry::from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn prune_feed(&self, before: Millis, max: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "delete from feed where (user_id, pos) in \
+             (select user_id, pos from feed where at < $1 limit $2)",
+        )
+        .bind(before.0)
+        .bind(max)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            message_columns!(),
+            " from messages m where m.id in (select value from json_each($1))"
+        ))
+        .bind(json_list(ids.iter().map(String::as_str)))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(MessageRecord::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn unread_total(&self, user: &str) -> StoreResult<i64> {

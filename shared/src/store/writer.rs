@@ -24,6 +24,8 @@ pub struct Written {
     /// Every participant's unread counts after the batch (for `unread_count_updated`), when the
     /// message was created.
     pub unread: Option<Arc<[UnreadCounts]>>,
+    /// Each participant's feed position of its `new_message` (empty unless created).
+    pub cursors: super::Cursors,
 }
 
 struct Job {
@@ -171,7 +173,12 @@ fn written(new: &NewMessage, inserted: &Inserted, index: usize) -> Option<Writte
         InsertOutcome::Created(_) => inserted.unread_of(&new.conversation_id),
         _ => None,
     };
-    Some(Written { outcome, unread })
+    let cursors = inserted.cursors.get(index).cloned().unwrap_or_default();
+    Some(Written {
+        outcome,
+        unread,
+        cursors,
+    })
 }
 
 fn answer(

@@ -19,3 +19,4 @@ mod limits;
 mod messages;
 mod reads;
 mod search_stats;
+mod sync;
