@@ -94,7 +94,11 @@ impl Event {
         match (&self.cursor, self.payload.strip_prefix('{')) {
             (Some(cursor), Some(rest)) => {
                 let cursor = serde_json::Value::from(cursor.as_str());
-                let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+                let sep = if rest.trim_start().starts_with('}') {
+                    ""
+                } else {
+                    ","
+                };
                 std::borrow::Cow::Owned(format!("{{\"cursor\":{cursor}{sep}{rest}"))
             }
             _ => std::borrow::Cow::Borrowed(&self.payload),

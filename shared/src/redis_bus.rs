@@ -569,8 +569,8 @@ mod tests {
         assert_eq!(back, (event, Some((7, 42))));
         assert!(decode("chat", "chat:c:c1", b"not json").is_none());
         // A feed event keeps its recipient's cursor across the bus.
-        let mut mine = Event::to_user("u1", "new_message", &serde_json::json!({"id": "m"}))
-            .expect("event");
+        let mut mine =
+            Event::to_user("u1", "new_message", &serde_json::json!({"id": "m"})).expect("event");
         mine.cursor = Some("3.abcd".to_owned());
         let body = envelope(&mine, (7, 43)).expect("envelope");
         let back = decode("chat", "chat:u:u1", body.as_bytes()).expect("decodes");

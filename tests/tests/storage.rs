@@ -70,7 +70,10 @@ storage_tests! {
         a_batch_numbers_each_conversation_and_answers_each_message,
         concurrent_batches_and_changes_keep_every_counter_exact,
     ],
-    db: [databases_are_isolated_and_reconnecting_keeps_data],
+    db: [
+        databases_are_isolated_and_reconnecting_keeps_data,
+        concurrent_writers_on_two_replicas_fill_a_feed_in_order,
+    ],
 }
 
 async fn test_db(backend: Backend, name: &str) -> Option<TestDb> {
@@ -1616,4 +1619,104 @@ async fn concurrent_batches_and_changes_keep_every_counter_exact(store: Arc<dyn 
             (1..=last).collect::<Vec<_>>()
         );
     }
+}
+
+/// The change feed's last rule, with writers on two "replicas" (two stores, two connection
+/// pools) at once: a reader polling the landlord's feed must only ever see a gap-free prefix
+/// (a change never becomes visible after a later one already shown), and in the end every
+/// change is there once. Positions handed out before commit would show gaps here, as
+/// transactions commit out of order.
+async fn concurrent_writers_on_two_replicas_fill_a_feed_in_order(db: &TestDb) {
+    // SQLite serves one process (the embedded mode): one store stands for both.
+    let one = connect(&db.url, 4).await.expect("replica one");
+    let two = if db.backend == Backend::Postgres {
+        connect(&db.url, 4).await.expect("replica two")
+    } else {
+        one.clone()
+    };
+    let replicas = [one, two];
+    let mut conversations = Vec::new();
+    for t in 0..8 {
+        let tenant = format!("tenant{t}");
+        conversations.push(general(&replicas[0], "landlord", &[tenant.as_str()], 1_000).await);
+    }
+    let start = replicas[0].feed("landlord", 0, 1).await.unwrap().head;
+    assert_eq!(start, 8, "one conversation_updated each");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = replicas[1].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut since = 0;
+            let mut polls = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let page = store.feed("landlord", since, 100).await.unwrap();
+                for (i, e) in page.entries.iter().enumerate() {
+                    assert_eq!(
+                        e.pos,
+                        since + 1 + i as i64,
+                        "poll {polls}: a gap after {since}: {:?}",
+                        page.entries.iter().map(|e| e.pos).collect::<Vec<_>>()
+                    );
+                }
+                assert!(
+                    page.head == since || !page.entries.is_empty(),
+                    "poll {polls}: head {} visible, entry {} not",
+                    page.head,
+                    since + 1
+                );
+                since += page.entries.len() as i64;
+                polls += 1;
+                if finished && page.entries.is_empty() {
+                    return (since, polls);
+                }
+            }
+        })
+    };
+    let writers = (0..8).map(|w| {
+        let store = replicas[w % 2].clone();
+        let conversations = conversations.clone();
+        tokio::spawn(async move {
+            let mut now = 2_000;
+            for round in 0..12usize {
+                now += 1;
+                // A batch over three conversations, from the tenants.
+                let batch: Vec<NewMessage> = (0..3)
+                    .map(|k| {
+                        let c = (w + round + k) % conversations.len();
+                        message(&conversations[c], &format!("tenant{c}"), "hi", now)
+                    })
+                    .collect();
+                let inserted = store.insert_messages(&batch).await.unwrap();
+                assert!(
+                    inserted
+                        .outcomes
+                        .iter()
+                        .all(|o| matches!(o, InsertOutcome::Created(_)))
+                );
+                // The landlord reads one of them.
+                let c = (w + round) % conversations.len();
+                store
+                    .mark_read(&conversations[c], "landlord", None, Millis(now))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for writer in join_all(writers).await {
+        writer.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (seen, polls) = reader.await.unwrap();
+    let head = replicas[0].feed("landlord", 0, 1).await.unwrap().head;
+    // 8 writers x 12 rounds: 3 new_message each, and a messages_read when the read moved.
+    assert!(head >= start + 8 * 12 * 3, "head {head}");
+    assert_eq!(
+        seen, head,
+        "the reader saw every entry once ({polls} polls)"
+    );
+    let all = replicas[0].feed("landlord", 0, 10_000).await.unwrap();
+    let positions: Vec<i64> = all.entries.iter().map(|e| e.pos).collect();
+    assert_eq!(positions, (1..=head).collect::<Vec<_>>());
 }

@@ -118,7 +118,9 @@ impl ChatService {
                         let ps = self.store.participants(conversation).await?;
                         participants.insert(conversation, ps);
                     }
-                    let ps = participants.get(conversation).map_or(&[][..], Vec::as_slice);
+                    let ps = participants
+                        .get(conversation)
+                        .map_or(&[][..], Vec::as_slice);
                     serde_json::to_value(to_message(record, ps))
                 }
                 FeedKind::MessagesRead => serde_json::to_value(MessagesRead {

@@ -215,7 +215,11 @@ pub(crate) fn message_writes(
     let mut owners = Vec::new();
     for (index, outcome) in outcomes.iter().enumerate() {
         if let super::InsertOutcome::Created(m) = outcome {
-            for user in members.get(m.conversation_id.as_str()).into_iter().flatten() {
+            for user in members
+                .get(m.conversation_id.as_str())
+                .into_iter()
+                .flatten()
+            {
                 writes.push(FeedWrite::message(
                     user,
                     FeedKind::NewMessage,

@@ -4,6 +4,7 @@
 //! create-or-get and idempotent sends race-free, and read positions only move forward.
 
 use super::batch;
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
 use super::sqlite::like_pattern;
 use super::{
     CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
@@ -12,7 +13,6 @@ use super::{
     conversation_columns, count_unread_of_p, message_columns, migrator, unread_count_of_p,
     visible_to_p,
 };
-use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
 use super::{Inserted, StoreError, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -319,10 +319,7 @@ impl PostgresStore {
 /// users' `feed_heads` rows are taken in user order, after whatever conversations and
 /// participants rows the change locked, and held until it commits: the next change for the
 /// same user takes the next positions and becomes visible after this one.
-async fn append_feed(
-    tx: &mut sqlx::PgConnection,
-    writes: &[FeedWrite],
-) -> StoreResult<Vec<i64>> {
+async fn append_feed(tx: &mut sqlx::PgConnection, writes: &[FeedWrite]) -> StoreResult<Vec<i64>> {
     if writes.is_empty() {
         return Ok(Vec::new());
     }
@@ -349,7 +346,12 @@ async fn append_feed(
          select * from unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
            $6::text[], $7::bigint[], $8::bigint[])",
     )
-    .bind(writes.iter().map(|w| w.user_id.as_str()).collect::<Vec<_>>())
+    .bind(
+        writes
+            .iter()
+            .map(|w| w.user_id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(&positions)
     .bind(writes.iter().map(|w| w.kind.as_str()).collect::<Vec<_>>())
     .bind(
@@ -364,7 +366,12 @@ async fn append_feed(
             .map(|w| w.message_id.as_deref())
             .collect::<Vec<_>>(),
     )
-    .bind(writes.iter().map(|w| w.actor.as_deref()).collect::<Vec<_>>())
+    .bind(
+        writes
+            .iter()
+            .map(|w| w.actor.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(writes.iter().map(|w| w.seq).collect::<Vec<_>>())
     .bind(writes.iter().map(|w| w.at).collect::<Vec<_>>())
     .execute(&mut *tx)
@@ -464,11 +471,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        let cursors = append_for_participants(
-            &mut tx,
-            &FeedWrite::conversation("", &new.id, new.now.0),
-        )
-        .await?;
+        let cursors =
+            append_for_participants(&mut tx, &FeedWrite::conversation("", &new.id, new.now.0))
+                .await?;
         tx.commit().await?;
         Ok((new.id.clone(), true, cursors))
     }
@@ -703,7 +708,12 @@ impl Store for PostgresStore {
         let cursors = if moved {
             append_for_participants(
                 &mut tx,
-                &read_entry(conversation_id, user, last_read_seq, last_read_at.unwrap_or(now.0)),
+                &read_entry(
+                    conversation_id,
+                    user,
+                    last_read_seq,
+                    last_read_at.unwrap_or(now.0),
+                ),
             )
             .await?
         } else {
@@ -907,11 +917,10 @@ impl Store for PostgresStore {
     }
 
     async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage> {
-        let head: Option<i64> =
-            sqlx::query_scalar("select pos from feed_heads where user_id = $1")
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await?;
+        let head: Option<i64> = sqlx::query_scalar("select pos from feed_heads where user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
         let rows = sqlx::query(
             "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
              where user_id = $1 and pos > $2 order by pos limit $3",

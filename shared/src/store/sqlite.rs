@@ -6,13 +6,13 @@
 //! order; reads use a separate pool and, thanks to WAL, never wait for the writer.
 
 use super::batch;
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
 use super::{
     CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
     NewConversation, NewMessage, ParticipantRecord, ReadOutcome, STATS_SQL, SeqRange, StatsRecord,
     Store, StoreResult, UNREAD_COUNTS_SQL, UNREAD_TOTAL_SQL, UnreadCounts, assemble_views,
     conversation_columns, message_columns, migrator, unread_count_of_p, visible_to_p,
 };
-use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
 use super::{Inserted, StoreError, group_counts};
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -299,11 +299,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let cursors = append_for_participants(
-            &mut tx,
-            &FeedWrite::conversation("", &new.id, new.now.0),
-        )
-        .await?;
+        let cursors =
+            append_for_participants(&mut tx, &FeedWrite::conversation("", &new.id, new.now.0))
+                .await?;
         tx.commit().await?;
         Ok((new.id.clone(), true, cursors))
     }
@@ -698,7 +696,12 @@ impl Store for SqliteStore {
         let cursors = if moved {
             append_for_participants(
                 &mut tx,
-                &read_entry(conversation_id, user, last_read_seq, last_read_at.unwrap_or(now.0)),
+                &read_entry(
+                    conversation_id,
+                    user,
+                    last_read_seq,
+                    last_read_at.unwrap_or(now.0),
+                ),
             )
             .await?
         } else {
@@ -734,7 +737,11 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let cursors = if updated.rows_affected() > 0 {
-            append_one(&mut tx, FeedWrite::conversation(user, conversation_id, now.0)).await?
+            append_one(
+                &mut tx,
+                FeedWrite::conversation(user, conversation_id, now.0),
+            )
+            .await?
         } else {
             Cursors::new()
         };
@@ -755,7 +762,11 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let cursors = if updated.rows_affected() > 0 {
-            append_one(&mut tx, FeedWrite::conversation(user, conversation_id, now.0)).await?
+            append_one(
+                &mut tx,
+                FeedWrite::conversation(user, conversation_id, now.0),
+            )
+            .await?
         } else {
             Cursors::new()
         };
@@ -879,11 +890,10 @@ impl Store for SqliteStore {
     }
 
     async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage> {
-        let head: Option<i64> =
-            sqlx::query_scalar("select pos from feed_heads where user_id = $1")
-                .bind(user)
-                .fetch_optional(&self.reader)
-                .await?;
+        let head: Option<i64> = sqlx::query_scalar("select pos from feed_heads where user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.reader)
+            .await?;
         let rows = sqlx::query(
             "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
              where user_id = $1 and pos > $2 order by pos limit $3",

@@ -316,3 +316,94 @@ async fn delete_for_me_updates_the_users_view_and_badge(app: TestApp) {
     bob.expect_event("new_message", |m| m["id"] == new["id"])
         .await;
 }
+
+both_backends! {
+    feed_events_carry_the_cursor_their_feed_gives,
+}
+
+/// Every event that goes into a feed reaches each socket with `cursor`: that user's place
+/// in their own feed, the same cursor `GET /sync` gives the same change, so that a client can
+/// resume from the last event it saw. Typing, presence and unread counts carry none.
+async fn feed_events_carry_the_cursor_their_feed_gives(app: TestApp) {
+    let alice = app.user("u_alice");
+    let bob = app.user("u_bob");
+    let id = alice.conversation_with("u_bob").await;
+    let bob_start = bob
+        .call(reqwest::Method::GET, "/sync", None)
+        .await
+        .assert_status(200)["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut a = app.socket("u_alice").await;
+    let mut b = app.socket("u_bob").await;
+    b.call("join_conversation", json!({ "conversationId": id }))
+        .await;
+    a.call("typing_start", json!({ "conversationId": id }))
+        .await;
+    let typing = b.expect_event("user_typing_start", |_| true).await;
+    assert!(typing.get("cursor").is_none(), "{typing}");
+    let sent = a
+        .call(
+            "send_message",
+            json!({ "conversationId": id, "content": "hi" }),
+        )
+        .await;
+    let mid = sent["message"]["id"].clone();
+    let to_bob = b.expect_event("new_message", |m| m["id"] == mid).await;
+    let to_alice = a.expect_event("new_message", |m| m["id"] == mid).await;
+    let unread = b.expect_event("unread_count_updated", |_| true).await;
+    assert!(unread.get("cursor").is_none(), "{unread}");
+    b.call("mark_as_read", json!({ "conversationId": id }))
+        .await;
+    let read = a
+        .expect_event("messages_read", |r| r["userId"] == "u_bob")
+        .await;
+
+    let feed = bob
+        .call(
+            reqwest::Method::GET,
+            &format!("/sync?since={bob_start}"),
+            None,
+        )
+        .await
+        .assert_status(200)
+        .clone();
+    let events = feed["events"].as_array().unwrap();
+    let new_message = events
+        .iter()
+        .find(|e| e["event"] == "new_message")
+        .expect("in bob's feed");
+    assert_eq!(to_bob["cursor"], new_message["cursor"]);
+    assert_eq!(new_message["data"]["cursor"], new_message["cursor"]);
+    assert_eq!(new_message["data"]["id"], mid);
+    // Alice's copy names her own feed.
+    assert!(to_alice["cursor"].is_string());
+    assert_ne!(to_alice["cursor"], to_bob["cursor"]);
+    let alice_feed = alice
+        .call(reqwest::Method::GET, "/sync", None)
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(
+        read["cursor"], alice_feed["nextCursor"],
+        "the read is the newest change in alice's feed"
+    );
+    // Resuming from the last cursor seen gives what came after it, and nothing before.
+    let after = bob
+        .call(
+            reqwest::Method::GET,
+            &format!("/sync?since={}", to_bob["cursor"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .assert_status(200)
+        .clone();
+    let names: Vec<&str> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["messages_read"]);
+}

@@ -55,6 +55,14 @@ async fn events_cross_replicas(backend: Backend) {
     wait_ready(&one).await;
     wait_ready(&two).await;
     let conv = one.user("u_alice").conversation_with("u_bob").await;
+    let bob_start = one
+        .user("u_bob")
+        .call(reqwest::Method::GET, "/sync", None)
+        .await
+        .assert_status(200)["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut alice = one.socket("u_alice").await;
     let mut bob = two.socket("u_bob").await;
     let mut bob_here = one.socket("u_bob").await;
@@ -82,16 +90,46 @@ async fn events_cross_replicas(backend: Backend) {
         b["id"].as_str().unwrap().to_owned(),
     ];
     want.sort();
+    let mut cursors = Vec::new();
     for socket in [&mut bob, &mut bob_here] {
-        let mut got: Vec<String> = socket
+        let events = socket
             .take_events("new_message", Duration::from_millis(800))
-            .await
+            .await;
+        let mut got: Vec<String> = events
             .iter()
             .map(|m| m["id"].as_str().unwrap().to_owned())
             .collect();
         got.sort();
         assert_eq!(got, want);
+        let mut mine: Vec<String> = events
+            .iter()
+            .map(|m| m["cursor"].as_str().expect("a cursor").to_owned())
+            .collect();
+        mine.sort();
+        cursors.push(mine);
     }
+    // The cursor crossed Redis with each event: both of bob's sockets, on two replicas, got
+    // the same cursors, and they are the ones bob's feed gives for those messages.
+    assert_eq!(cursors[0], cursors[1]);
+    let feed = two
+        .user("u_bob")
+        .call(
+            reqwest::Method::GET,
+            &format!("/sync?since={bob_start}"),
+            None,
+        )
+        .await
+        .assert_status(200)
+        .clone();
+    let mut from_feed: Vec<String> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "new_message")
+        .map(|e| e["cursor"].as_str().unwrap().to_owned())
+        .collect();
+    from_feed.sort();
+    assert_eq!(from_feed, cursors[0]);
     // Reads cross too.
     bob.call("mark_as_read", json!({ "conversationId": conv }))
         .await;

@@ -39,7 +39,10 @@ async fn sync_all(user: &UserClient<'_>, since: &str) -> (Vec<Value>, String) {
 }
 
 fn names(events: &[Value]) -> Vec<&str> {
-    events.iter().map(|e| e["event"].as_str().unwrap()).collect()
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
 }
 
 async fn without_since_the_feed_starts_at_its_end(app: TestApp) {
@@ -79,7 +82,10 @@ async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
     let second = alice.say(&id, "and the garden?").await;
     app.clock.advance(Duration::from_secs(1));
     alice
-        .edit_message(first["id"].as_str().unwrap(), json!({ "content": "is it free now?" }))
+        .edit_message(
+            first["id"].as_str().unwrap(),
+            json!({ "content": "is it free now?" }),
+        )
         .await
         .assert_status(200);
     alice
@@ -104,7 +110,10 @@ async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
     bob.archive(&id, json!({ "archived": true }))
         .await
         .assert_status(200);
-    alice.mute(&id, json!({ "muted": true })).await.assert_status(200);
+    alice
+        .mute(&id, json!({ "muted": true }))
+        .await
+        .assert_status(200);
 
     let (events, _) = sync_all(&bob, &start).await;
     assert_eq!(
@@ -121,7 +130,10 @@ async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
         ]
     );
     for e in &events {
-        assert_eq!(e["data"]["cursor"], e["cursor"], "the payload carries its cursor");
+        assert_eq!(
+            e["data"]["cursor"], e["cursor"],
+            "the payload carries its cursor"
+        );
     }
     let data: Vec<&Value> = events.iter().map(|e| &e["data"]).collect();
     assert_conversation_shape(data[0]);
@@ -151,7 +163,9 @@ async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
     assert_eq!(hers[7]["data"]["muted"], true);
     assert_eq!(hers[7]["data"]["archived"], false);
     let cursors = |es: &[Value]| -> Vec<String> {
-        es.iter().map(|e| e["cursor"].as_str().unwrap().to_owned()).collect()
+        es.iter()
+            .map(|e| e["cursor"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_ne!(cursors(&hers), cursors(&events), "cursors name one feed");
 }
@@ -172,16 +186,17 @@ async fn pages_follow_next_cursor_without_gaps_or_repeats(app: TestApp) {
     assert_eq!(first["events"].as_array().unwrap().len(), 4);
     assert_eq!(first["hasMore"], true);
     assert_eq!(
-        first["nextCursor"],
-        first["events"][3]["cursor"],
+        first["nextCursor"], first["events"][3]["cursor"],
         "the next page starts after the last event"
     );
     let (events, end) = sync_all(&bob, &start).await;
     assert_eq!(names(&events)[0], "conversation_updated");
     let ids: Vec<&Value> = events[1..].iter().map(|e| &e["data"]["id"]).collect();
     assert_eq!(ids, sent.iter().collect::<Vec<_>>(), "in order, each once");
-    let cursors: std::collections::HashSet<&str> =
-        events.iter().map(|e| e["cursor"].as_str().unwrap()).collect();
+    let cursors: std::collections::HashSet<&str> = events
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap())
+        .collect();
     assert_eq!(cursors.len(), events.len(), "distinct cursors");
     // From the end: nothing, and the same end.
     let after = sync(&bob, &format!("?since={end}")).await;
