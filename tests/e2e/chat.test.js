@@ -577,6 +577,71 @@ describe(`chat e2e, ${LEG} leg`, { concurrency: true }, () => {
       assertOk(await fresh.ack('join_conversation', { conversationId: conv.id }), 'a new socket joins after the oversized packets');
       for (const s of [b, fresh]) await disconnect(s);
     });
+
+    test('reconnect recipe (docs/events.md): sync from the last cursor seen recovers every missed change, in order, once', async () => {
+      const alice = newUser('rc_alice');
+      const bob = newUser('rc_bob');
+      const conv = await createConversation(alice, [bob]);
+      const b = await connect(env.gw2, bob, { label: 'bob (gw2, will drop)' });
+      const a = await connect(env.gw1, alice, { label: 'alice (gw1)' });
+      // Bob is live: his events carry cursors; he keeps the last one.
+      const hello = await a.ack('send_message', { conversationId: conv.id, content: 'hello', clientMessageId: 'rc-1' });
+      assertOk(hello, 'send');
+      const live = await b.waitFor('new_message', byId(hello.message.id), { what: 'the live message' });
+      assert.equal(typeof live.cursor, 'string', `a cursor on the live event: ${JSON.stringify(live)}`);
+      let last = live.cursor;
+      // Bob drops; everything happens while he is away, over sockets and REST, on both replicas.
+      await disconnect(b);
+      await sleep(200);
+      const m2 = await a.ack('send_message', { conversationId: conv.id, content: 'are you there?', clientMessageId: 'rc-2' });
+      const m3 = await postMessage(alice, conv.id, 'the garden is included');
+      const edit = await rest(env.rest, 'PUT', `/messages/${m2.message.id}`, token(alice), { content: 'are you still there?' });
+      assert.equal(edit.status, 200, JSON.stringify(edit.body));
+      const del = await rest(env.rest, 'DELETE', `/messages/${m3.id}`, token(alice));
+      assert.equal(del.status, 204, JSON.stringify(del.body));
+      const rename = await rest(env.rest, 'PATCH', `/conversations/${conv.id}`, token(alice), { title: 'Elm St. 4' });
+      assert.equal(rename.status, 200, JSON.stringify(rename.body));
+      // His other device reads (REST), which is in his own feed too.
+      const read = await rest(env.rest, 'PUT', `/conversations/${conv.id}/read`, token(bob), {});
+      assert.equal(read.status, 200, JSON.stringify(read.body));
+
+      // Back: reconnect, then sync from the last cursor, page by page, deduping messages by id.
+      const b2 = await connect(env.gw1, bob, { label: 'bob (back, gw1)' });
+      const recovered = [];
+      for (;;) {
+        const page = await rest(env.rest, 'GET', `/sync?since=${encodeURIComponent(last)}&limit=2`, token(bob));
+        assert.equal(page.status, 200, JSON.stringify(page.body));
+        recovered.push(...page.body.events);
+        last = page.body.nextCursor;
+        if (!page.body.hasMore) break;
+      }
+      assert.deepEqual(
+        recovered.map((e) => e.event),
+        ['new_message', 'new_message', 'message_edited', 'message_deleted', 'conversation_updated', 'messages_read'],
+        JSON.stringify(recovered).slice(0, 800),
+      );
+      const [r2, r3, redit, rdel, rconv, rread] = recovered.map((e) => e.data);
+      assert.equal(r2.id, m2.message.id);
+      assert.equal(r3.id, m3.id);
+      assert.equal(redit.id, m2.message.id);
+      assert.equal(redit.content, 'are you still there?');
+      assert.equal(rdel.id, m3.id);
+      assert.equal(rdel.isDeleted, true);
+      assert.equal(rconv.id, conv.id);
+      assert.equal(rconv.title, 'Elm St. 4');
+      assert.equal(rread.userId, bob);
+      assert.equal(rread.lastReadSeq, 3);
+      for (const e of recovered) assert.equal(e.data.cursor, e.cursor, 'each payload carries its own cursor');
+      // Nothing more, and nothing twice: the next sync from the new cursor is empty.
+      const after = await rest(env.rest, 'GET', `/sync?since=${encodeURIComponent(last)}`, token(bob));
+      assert.deepEqual(after.body.events, []);
+      // And live again: the next event's cursor follows the recovered ones.
+      const m4 = await a.ack('send_message', { conversationId: conv.id, content: 'welcome back', clientMessageId: 'rc-4' });
+      const next = await b2.waitFor('new_message', byId(m4.message.id), { what: 'live after the sync' });
+      const resumed = await rest(env.rest, 'GET', `/sync?since=${encodeURIComponent(last)}`, token(bob));
+      assert.deepEqual(resumed.body.events.map((e) => e.cursor), [next.cursor]);
+      for (const s of [a, b2]) await disconnect(s);
+    });
   });
 });
 
