@@ -75,9 +75,17 @@ impl Core {
             )),
         };
         let metrics = Metrics::new();
+        // Scaled mode: changes record outbox rows, deleted once Redis took their events.
+        let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
+        store.record_outbox(settings.redis_url.is_some());
         let events: Arc<dyn EventBus> = match &settings.redis_url {
-            Some(url) => RedisBus::start(url, &settings.redis_prefix, metrics.bus.clone())
-                .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {}: {e}", redact_url(url)))?,
+            Some(url) => RedisBus::start(
+                url,
+                &settings.redis_prefix,
+                metrics.bus.clone(),
+                Some(published_tx),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {}: {e}", redact_url(url)))?,
             None => Arc::new(LocalBus::new()),
         };
         tracing::info!(bus = events.kind(), "event bus ready");
@@ -90,6 +98,15 @@ impl Core {
             metrics.clone(),
         );
         tokio::spawn(prune_feed_now_and_then(service.clone()));
+        if settings.redis_url.is_some() {
+            tokio::spawn(clear_published(store.clone(), published_rx));
+            tokio::spawn(relay_outbox(
+                service.clone(),
+                events.clone(),
+                metrics.clone(),
+                std::time::Duration::from_millis(settings.outbox_relay_after_ms),
+            ));
+        }
         Ok(Self {
             service,
             verifier,
@@ -97,6 +114,45 @@ impl Core {
             events,
             metrics,
         })
+    }
+}
+
+/// Deletes the outbox rows whose events Redis took, a batch at a time. A row whose delete
+/// fails stays, and the relay publishes it again later: a duplicate, never a loss.
+async fn clear_published(
+    store: Arc<dyn Store>,
+    mut published: tokio::sync::mpsc::UnboundedReceiver<Vec<i64>>,
+) {
+    let mut batch = Vec::new();
+    while published.recv_many(&mut batch, 256).await > 0 {
+        let ids: Vec<i64> = batch.drain(..).flatten().collect();
+        if let Err(e) = store.outbox_done(&ids).await {
+            tracing::warn!(error = %e, rows = ids.len(), "outbox rows not cleared: the relay will publish them again");
+        }
+    }
+}
+
+/// Every second, while Redis takes events and the publish queue is short, publishes the
+/// changes left behind (see [`ChatService::relay_outbox`]) and updates the backlog gauge.
+async fn relay_outbox(
+    service: ChatService,
+    events: Arc<dyn EventBus>,
+    metrics: Metrics,
+    after: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1).min(after));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Ok(backlog) = service.store().outbox_backlog().await {
+            metrics.outbox_backlog.set(backlog);
+        }
+        if !events.is_healthy() || events.pending() > 1_000 {
+            continue;
+        }
+        if let Err(e) = service.relay_outbox(after).await {
+            tracing::warn!(error = %e, "outbox relay pass failed");
+        }
     }
 }
 

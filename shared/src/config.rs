@@ -114,6 +114,11 @@ pub struct Settings {
     /// `410 sync_expired`.
     #[arg(long, env = "FEED_RETENTION_HOURS", default_value_t = 7 * 24)]
     pub feed_retention_hours: u64,
+    /// Scaled mode: a change whose events are not on Redis this long after it committed (the
+    /// process that made it died, or Redis was away) is published again from the outbox by
+    /// a relay, milliseconds.
+    #[arg(long, env = "OUTBOX_RELAY_AFTER_MS", default_value_t = 5_000)]
+    pub outbox_relay_after_ms: u64,
     /// A REST request or socket event not finished in this long answers `unavailable`
     /// (`503`), milliseconds: the contract's bound while the database or Redis is away.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 1_800)]

@@ -50,6 +50,9 @@ pub struct Event {
     /// The event's place in the recipient's change feed (contract v1.1), added to the payload
     /// as `cursor` when it reaches a socket. Set for a user's own copy of a feed event.
     pub cursor: Option<String>,
+    /// On the last event of a change that has an outbox row (scaled mode): once this event is
+    /// on Redis, so are the change's others, and the row can go. Not sent anywhere.
+    pub outbox: Option<i64>,
 }
 
 impl Event {
@@ -70,21 +73,26 @@ impl Event {
                 payload: payload.clone(),
                 except_user: None,
                 cursor: None,
+                outbox: None,
             })
             .collect()
     }
 
-    /// Gives each user's event its place in that user's feed, from the change's `cursors`.
+    /// Gives each user's event its place in that user's feed, from the change's `cursors`,
+    /// and the last one the change's outbox row.
     pub fn with_cursors(mut events: Vec<Self>, cursors: &crate::store::Cursors) -> Vec<Self> {
         if cursors.is_empty() {
             return events;
         }
         for event in &mut events {
             if let Audience::User(user) = &event.audience
-                && let Some((_, pos)) = cursors.iter().find(|(u, _)| u == user)
+                && let Some(pos) = cursors.of(user)
             {
-                event.cursor = Some(crate::store::feed::cursor(user, *pos));
+                event.cursor = Some(crate::store::feed::cursor(user, pos));
             }
+        }
+        if let Some(last) = events.last_mut() {
+            last.outbox = cursors.outbox;
         }
         events
     }
@@ -123,6 +131,7 @@ impl Event {
             payload: to_json(name, payload)?,
             except_user: except_user.map(str::to_owned),
             cursor: None,
+            outbox: None,
         })
     }
 }
@@ -301,7 +310,10 @@ mod tests {
     #[test]
     fn a_feed_event_reaches_each_user_with_their_own_cursor() {
         let events = Event::to_users(["a", "b"], names::NEW_MESSAGE, &serde_json::json!({"x": 1}));
-        let cursors = vec![("b".to_owned(), 9), ("a".to_owned(), 4)];
+        let cursors = crate::store::Cursors {
+            positions: vec![("b".to_owned(), 9), ("a".to_owned(), 4)],
+            outbox: Some(12),
+        };
         let events = Event::with_cursors(events, &cursors);
         let a: serde_json::Value =
             serde_json::from_str(&events[0].delivered_payload()).expect("json");
@@ -310,9 +322,18 @@ mod tests {
         assert_eq!(a["cursor"], crate::store::feed::cursor("a", 4));
         assert_eq!(b["cursor"], crate::store::feed::cursor("b", 9));
         assert_eq!((a["x"].clone(), b["x"].clone()), (1.into(), 1.into()));
+        assert_eq!(
+            (events[0].outbox, events[1].outbox),
+            (None, Some(12)),
+            "the change's last event carries its outbox row"
+        );
         let bare = Event::to_user("c", names::NEW_MESSAGE, &serde_json::json!({})).expect("event");
         assert_eq!(bare.delivered_payload(), "{}");
-        let empty = Event::with_cursors(vec![bare], &vec![("c".to_owned(), 1)]);
+        let one = crate::store::Cursors {
+            positions: vec![("c".to_owned(), 1)],
+            outbox: None,
+        };
+        let empty = Event::with_cursors(vec![bare], &one);
         let c: serde_json::Value =
             serde_json::from_str(&empty[0].delivered_payload()).expect("an empty object too");
         assert_eq!(c["cursor"], crate::store::feed::cursor("c", 1));

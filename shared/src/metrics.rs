@@ -28,6 +28,8 @@ pub struct BusMetrics {
 pub struct Metrics {
     pub messages_persisted: Counter,
     pub sockets_connected: Gauge,
+    /// Outbox rows waiting for their events to reach Redis (scaled mode).
+    pub outbox_backlog: Gauge,
     pub bus: BusMetrics,
     registry: Arc<Registry>,
 }
@@ -42,6 +44,7 @@ impl Metrics {
     pub fn new() -> Self {
         let messages_persisted = Counter::default();
         let sockets_connected = Gauge::default();
+        let outbox_backlog = Gauge::default();
         let bus = BusMetrics::default();
         let mut registry = Registry::with_prefix("chat");
         registry.register(
@@ -53,6 +56,11 @@ impl Metrics {
             "sockets_connected",
             "Socket.IO sockets connected to this process",
             sockets_connected.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Changes whose events are not on Redis yet (scaled mode)",
+            outbox_backlog.clone(),
         );
         registry.register(
             "bus_published",
@@ -82,6 +90,7 @@ impl Metrics {
         Self {
             messages_persisted,
             sockets_connected,
+            outbox_backlog,
             bus,
             registry: Arc::new(registry),
         }

@@ -123,10 +123,13 @@ impl RedisBus {
     /// process that only publishes (`chat-api`) holds no subscription. Fails only on a URL
     /// that cannot work; an unreachable Redis is retried in the background (and reported by
     /// [`EventBus::is_healthy`]).
+    /// Outbox rows whose events Redis took are sent to `published` (see
+    /// [`Event::outbox`]).
     pub fn start(
         url: &str,
         prefix: &str,
         metrics: BusMetrics,
+        published: Option<mpsc::UnboundedSender<Vec<i64>>>,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -139,6 +142,7 @@ impl RedisBus {
             publish_rx,
             health.clone(),
             metrics.clone(),
+            published,
         ));
         Ok(Arc::new(Self {
             client,
@@ -203,6 +207,7 @@ fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<(Event, Option<
         payload: envelope.d.get().into(),
         except_user: envelope.x.map(str::to_owned),
         cursor: envelope.c.map(str::to_owned),
+        outbox: None,
     };
     Some((event, envelope.i))
 }
@@ -229,9 +234,12 @@ async fn publish_loop(
     mut rx: mpsc::Receiver<Event>,
     health: Arc<Health>,
     metrics: BusMetrics,
+    published: Option<mpsc::UnboundedSender<Vec<i64>>>,
 ) {
     let mut conn: Option<ConnectionManager> = None;
     let mut batch: Vec<(String, String)> = Vec::new();
+    // Outbox rows completed by the events of `batch`.
+    let mut outboxes: Vec<i64> = Vec::new();
     // Events taken off the queue for the current batch (some may not serialize).
     let mut taken = 0usize;
     let publisher: u64 = rand::random();
@@ -256,6 +264,7 @@ async fn publish_loop(
                         if let Some(body) = envelope(&e, (publisher, sequence)) {
                             batch.push((channel(&prefix, &e.audience), body));
                         }
+                        outboxes.extend(e.outbox);
                         if batch.len() < PUBLISH_BATCH {
                             next = rx.try_recv().ok();
                         }
@@ -295,6 +304,12 @@ async fn publish_loop(
                 health.pending.fetch_sub(taken, Ordering::Relaxed);
                 taken = 0;
                 batch.clear();
+                if !outboxes.is_empty()
+                    && let Some(published) = &published
+                {
+                    let _ = published.send(std::mem::take(&mut outboxes));
+                }
+                outboxes.clear();
                 backoff = Duration::from_millis(100);
                 if !health.publisher_up.swap(true, Ordering::Relaxed) {
                     tracing::info!("redis publisher connected");

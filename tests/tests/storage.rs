@@ -248,7 +248,7 @@ async fn create_or_get_by_dedupe_key(store: Arc<dyn Store>) {
     again.dedupe_key = first.dedupe_key.clone();
     assert_eq!(
         store.create_conversation(&again).await.unwrap(),
-        (id.clone(), false, Vec::new()),
+        (id.clone(), false, chat_shared::store::Cursors::new()),
         "no new feed entries either"
     );
     assert!(store.conversation("carol", &id).await.unwrap().is_none());

@@ -5,6 +5,7 @@
 use super::{ChatService, to_conversation, to_message};
 use crate::domain::Caller;
 use crate::error::{ChatError, ChatResult, ErrorCode};
+use crate::events::Event;
 use crate::store::feed::{cursor, parse_cursor};
 use crate::store::{FeedEntry, FeedKind, MessageRecord, ParticipantRecord};
 use crate::time::Millis;
@@ -83,6 +84,54 @@ impl ChatService {
                 return Ok(pruned);
             }
         }
+    }
+
+    /// One pass of the outbox relay: claims the rows due (changes whose events the process
+    /// that made them did not get onto Redis within `after`: it died, or Redis was away) and
+    /// publishes their events again from the feed, with each participant's unread counts as
+    /// they are now. A row goes when Redis took its events (see `Event::outbox`), so a row
+    /// whose relay dies too is taken again later. Returns how many rows it took.
+    pub async fn relay_outbox(&self, after: std::time::Duration) -> ChatResult<usize> {
+        let now = self.clock.now();
+        let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let rows = self
+            .store
+            .claim_outbox(Millis(now.0.saturating_sub(after)), now, 100)
+            .await?;
+        for row in &rows {
+            let mut events = Vec::new();
+            for (user, pos) in &row.entries {
+                let page = self.store.feed(user, pos - 1, 1).await?;
+                let entries: Vec<FeedEntry> =
+                    page.entries.into_iter().filter(|e| e.pos == *pos).collect();
+                for mut e in self.materialize(user, &entries).await? {
+                    if let Some(object) = e.data.as_object_mut() {
+                        object.remove("cursor");
+                    }
+                    if let Some(mut event) = Event::to_user(user, e.event, &e.data) {
+                        event.cursor = Some(e.cursor);
+                        events.push(event);
+                    }
+                }
+            }
+            match self.store.unread_counts(&row.conversation_id).await {
+                Ok(counts) => self.publish_unread(&row.conversation_id, &counts, None),
+                Err(e) => tracing::warn!(error = %e, "relay: unread counts not announced"),
+            }
+            match events.last_mut() {
+                Some(last) => last.outbox = Some(row.id),
+                // Nothing left to say (pruned): the row has done its work.
+                None => self.store.outbox_done(&[row.id]).await?,
+            }
+            self.events.publish(events);
+        }
+        if !rows.is_empty() {
+            tracing::info!(
+                changes = rows.len(),
+                "outbox relay published changes left behind"
+            );
+        }
+        Ok(rows.len())
     }
 
     /// Each entry's event as a socket gets it now. An entry whose subject is gone (never

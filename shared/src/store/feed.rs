@@ -163,8 +163,49 @@ pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
 }
 
-/// Where a change's entries landed: each recipient's position of it.
-pub type Cursors = Vec<(String, i64)>;
+/// Where a change's entries landed: each recipient's position of it, and the change's
+/// outbox row when it has one (scaled mode): deleted once its events are on Redis.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursors {
+    pub positions: Vec<(String, i64)>,
+    pub outbox: Option<i64>,
+}
+
+impl Cursors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// `user`'s position of this change.
+    pub fn of(&self, user: &str) -> Option<i64> {
+        self.positions
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| *p)
+    }
+}
+
+/// A change's outbox row: its conversation and its entries, `(user, position)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub conversation_id: String,
+    pub entries: Vec<(String, i64)>,
+}
+
+/// The outbox rows to write for `changes` (each: a conversation and its cursors), as the
+/// JSON text of their entries.
+pub(crate) fn outbox_entries(cursors: &Cursors) -> String {
+    serde_json::json!(cursors.positions).to_string()
+}
+
+pub(crate) fn parse_outbox_entries(text: &str) -> Vec<(String, i64)> {
+    serde_json::from_str(text).unwrap_or_default()
+}
 
 /// How many entries each user gets, in user order: the order in which a change takes the
 /// users' `feed_heads` rows (the same order everywhere, so that changes never deadlock).
@@ -197,11 +238,14 @@ pub(crate) fn positions(writes: &[FeedWrite], heads: &HashMap<String, i64>) -> O
 
 /// The recipients' positions of one change, from the positions of its writes.
 pub(crate) fn cursors(writes: &[FeedWrite], positions: &[i64]) -> Cursors {
-    writes
-        .iter()
-        .zip(positions)
-        .map(|(w, p)| (w.user_id.clone(), *p))
-        .collect()
+    Cursors {
+        positions: writes
+            .iter()
+            .zip(positions)
+            .map(|(w, p)| (w.user_id.clone(), *p))
+            .collect(),
+        outbox: None,
+    }
 }
 
 /// The `new_message` entries of a batch: for each message created (in batch order), one per
@@ -244,7 +288,7 @@ pub(crate) fn cursors_by_message(
     let mut out = vec![Cursors::new(); n];
     for ((w, owner), pos) in writes.iter().zip(owners).zip(positions) {
         if let Some(c) = out.get_mut(*owner) {
-            c.push((w.user_id.clone(), *pos));
+            c.positions.push((w.user_id.clone(), *pos));
         }
     }
     out

@@ -17,7 +17,7 @@ pub mod writer;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-pub use feed::{Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite};
+pub use feed::{Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, OutboxRow};
 
 use crate::time::Millis;
 use async_trait::async_trait;
@@ -370,6 +370,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages by id, in no particular order (missing ids are left out).
     async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
+
+    /// From now on, every change with feed entries also records an outbox row (scaled mode,
+    /// where events go over Redis).
+    fn record_outbox(&self, on: bool);
+
+    /// Outbox rows due before `due_before`, at most `limit`, claimed: their due time moves to
+    /// `now`, so that no other relay takes them until they are due again.
+    async fn claim_outbox(
+        &self,
+        due_before: Millis,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRow>>;
+
+    /// Deletes outbox rows whose events Redis took.
+    async fn outbox_done(&self, ids: &[i64]) -> StoreResult<()>;
+
+    /// Outbox rows waiting (for `/metrics`).
+    async fn outbox_backlog(&self) -> StoreResult<i64>;
 
     /// Unread messages of `user` over all conversations they can see.
     async fn unread_total(&self, user: &str) -> StoreResult<i64>;

@@ -4,7 +4,7 @@
 //! create-or-get and idempotent sends race-free, and read positions only move forward.
 
 use super::batch;
-use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, OutboxRow, read_entry};
 use super::sqlite::like_pattern;
 use super::{
     CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
@@ -42,11 +42,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change feed",
         include_str!("../../../migrations/postgres/0004_feed.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../../migrations/postgres/0005_outbox.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Whether changes record outbox rows (set when events go over Redis).
+    outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PostgresStore {
@@ -70,12 +77,29 @@ impl PostgresStore {
             .connect(url)
             .await?;
         migrator(MIGRATIONS).run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            outbox: std::sync::Arc::default(),
+        })
     }
 
     /// Applies pending migrations (also done by `connect`).
     pub async fn migrate(&self) -> StoreResult<()> {
         migrator(MIGRATIONS).run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records the outbox row of one change when outbox rows are on (see `record_outbox`).
+    async fn record(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        conversation_id: &str,
+        cursors: &mut Cursors,
+        now: i64,
+    ) -> StoreResult<()> {
+        if self.outbox.load(std::sync::atomic::Ordering::Relaxed) {
+            record_outbox(tx, &mut [(conversation_id, cursors)], now).await?;
+        }
         Ok(())
     }
 
@@ -306,9 +330,19 @@ impl PostgresStore {
             .collect();
         let (writes, owners) = feed::message_writes(&outcomes, &members);
         let positions = append_feed(&mut tx, &writes).await?;
+        let mut cursors = feed::cursors_by_message(batch.len(), &writes, &owners, &positions);
+        if self.outbox.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = batch.first().map_or(0, |m| m.now.0);
+            let mut changes: Vec<(&str, &mut Cursors)> = batch
+                .iter()
+                .map(|m| m.conversation_id.as_str())
+                .zip(cursors.iter_mut())
+                .collect();
+            record_outbox(&mut tx, &mut changes, now).await?;
+        }
         tx.commit().await?;
         Ok(Inserted {
-            cursors: feed::cursors_by_message(batch.len(), &writes, &owners, &positions),
+            cursors,
             outcomes,
             unread,
         })
@@ -377,6 +411,46 @@ async fn append_feed(tx: &mut sqlx::PgConnection, writes: &[FeedWrite]) -> Store
     .execute(&mut *tx)
     .await?;
     Ok(positions)
+}
+
+/// Records the outbox rows of `changes` (a conversation and the change's cursors each) in
+/// `tx`, one per change with entries, and sets each one's row id.
+async fn record_outbox(
+    tx: &mut sqlx::PgConnection,
+    changes: &mut [(&str, &mut Cursors)],
+    now: i64,
+) -> StoreResult<()> {
+    let changes: Vec<&mut (&str, &mut Cursors)> =
+        changes.iter_mut().filter(|(_, c)| !c.is_empty()).collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    // Ids first, so that each row's id is known without relying on the order of RETURNING.
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "select nextval(pg_get_serial_sequence('outbox', 'id')) from generate_series(1, $1)",
+    )
+    .bind(i64::try_from(changes.len()).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "insert into outbox (id, due_at, conversation_id, entries) \
+         select id, $2, c, e from unnest($1::bigint[], $3::text[], $4::text[]) as u(id, c, e)",
+    )
+    .bind(&ids)
+    .bind(now)
+    .bind(changes.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(
+        changes
+            .iter()
+            .map(|(_, cursors)| feed::outbox_entries(cursors))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    for ((_, cursors), id) in changes.into_iter().zip(ids) {
+        cursors.outbox = Some(id);
+    }
+    Ok(())
 }
 
 /// Appends `template` for every participant of its conversation.
@@ -471,9 +545,11 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        let cursors =
+        let mut cursors =
             append_for_participants(&mut tx, &FeedWrite::conversation("", &new.id, new.now.0))
                 .await?;
+        self.record(&mut tx, &new.id, &mut cursors, new.now.0)
+            .await?;
         tx.commit().await?;
         Ok((new.id.clone(), true, cursors))
     }
@@ -705,7 +781,7 @@ impl Store for PostgresStore {
         let last_read_seq: i64 = row.try_get("last_read_seq")?;
         let last_read_at: Option<i64> = row.try_get("last_read_at")?;
         let moved = last_read_seq > before;
-        let cursors = if moved {
+        let mut cursors = if moved {
             append_for_participants(
                 &mut tx,
                 &read_entry(
@@ -719,6 +795,8 @@ impl Store for PostgresStore {
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(ReadOutcome {
             last_read_seq,
@@ -749,13 +827,15 @@ impl Store for PostgresStore {
         .bind(muted)
         .execute(&mut *tx)
         .await?;
-        let cursors = if updated.rows_affected() > 0 {
+        let mut cursors = if updated.rows_affected() > 0 {
             let write = FeedWrite::conversation(user, conversation_id, now.0);
             let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
             feed::cursors(std::slice::from_ref(&write), &positions)
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(cursors)
     }
@@ -787,8 +867,11 @@ impl Store for PostgresStore {
         .await?;
         let write = FeedWrite::conversation(user, conversation_id, now.0);
         let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
+        let mut cursors = feed::cursors(std::slice::from_ref(&write), &positions);
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
-        Ok(feed::cursors(std::slice::from_ref(&write), &positions))
+        Ok(cursors)
     }
 
     async fn update_conversation(
@@ -814,11 +897,12 @@ impl Store for PostgresStore {
         .bind(now.0)
         .execute(&mut *tx)
         .await?;
-        let cursors = if updated.rows_affected() > 0 {
+        let mut cursors = if updated.rows_affected() > 0 {
             append_for_participants(&mut tx, &FeedWrite::conversation("", id, now.0)).await?
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, id, &mut cursors, now.0).await?;
         tx.commit().await?;
         Ok(cursors)
     }
@@ -845,7 +929,7 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let message = MessageRecord::from_row(&row)?;
-        let cursors = append_for_participants(
+        let mut cursors = append_for_participants(
             &mut tx,
             &FeedWrite::message(
                 "",
@@ -856,6 +940,8 @@ impl Store for PostgresStore {
             ),
         )
         .await?;
+        self.record(&mut tx, &message.conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(Some((message, cursors)))
     }
@@ -901,7 +987,7 @@ impl Store for PostgresStore {
             .bind(message.seq)
             .execute(&mut *tx)
             .await?;
-        let cursors = append_for_participants(
+        let mut cursors = append_for_participants(
             &mut tx,
             &FeedWrite::message(
                 "",
@@ -912,6 +998,8 @@ impl Store for PostgresStore {
             ),
         )
         .await?;
+        self.record(&mut tx, &message.conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(Some((message, cursors)))
     }
@@ -949,6 +1037,56 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    fn record_outbox(&self, on: bool) {
+        self.outbox.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn claim_outbox(
+        &self,
+        due_before: Millis,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        // `skip locked`: relays on other replicas take other rows meanwhile.
+        let rows = sqlx::query(
+            "update outbox set due_at = $2 where id in \
+               (select id from outbox where due_at < $1 order by id limit $3 \
+                for update skip locked) \
+             returning id, conversation_id, entries",
+        )
+        .bind(due_before.0)
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    entries: feed::parse_outbox_entries(&r.try_get::<String, _>("entries")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn outbox_done(&self, ids: &[i64]) -> StoreResult<()> {
+        sqlx::query("delete from outbox where id = any($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from outbox")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>> {

@@ -6,7 +6,7 @@
 //! order; reads use a separate pool and, thanks to WAL, never wait for the writer.
 
 use super::batch;
-use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, read_entry};
+use super::feed::{self, Cursors, FeedEntry, FeedKind, FeedPage, FeedWrite, OutboxRow, read_entry};
 use super::{
     CONTACTS_SQL, ConversationQuery, ConversationRecord, ConversationView, MessageRecord,
     NewConversation, NewMessage, ParticipantRecord, ReadOutcome, STATS_SQL, SeqRange, StatsRecord,
@@ -46,12 +46,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change feed",
         include_str!("../../../migrations/sqlite/0004_feed.sql"),
     ),
+    (
+        5,
+        "outbox",
+        include_str!("../../../migrations/sqlite/0005_outbox.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Whether changes record outbox rows (set when events go over Redis).
+    outbox: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqliteStore {
@@ -81,7 +88,25 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            outbox: std::sync::Arc::default(),
+        })
+    }
+
+    /// Records the outbox row of one change when outbox rows are on (see `record_outbox`).
+    async fn record(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        conversation_id: &str,
+        cursors: &mut Cursors,
+        now: i64,
+    ) -> StoreResult<()> {
+        if self.outbox.load(std::sync::atomic::Ordering::Relaxed) {
+            record_outbox(tx, &mut [(conversation_id, cursors)], now).await?;
+        }
+        Ok(())
     }
 
     /// Applies pending migrations (also done by `connect`).
@@ -183,6 +208,45 @@ async fn append_feed(
     .execute(&mut *tx)
     .await?;
     Ok(positions)
+}
+
+/// Records the outbox rows of `changes` in `tx`, one per change with entries, and sets each
+/// one's row id. One writer at a time: the ids after the largest ever given are free.
+async fn record_outbox(
+    tx: &mut sqlx::SqliteConnection,
+    changes: &mut [(&str, &mut Cursors)],
+    now: i64,
+) -> StoreResult<()> {
+    let changes: Vec<&mut (&str, &mut Cursors)> =
+        changes.iter_mut().filter(|(_, c)| !c.is_empty()).collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = sqlx::query_scalar(
+        "select max(coalesce((select max(id) from outbox), 0), \
+           coalesce((select seq from sqlite_sequence where name = 'outbox'), 0))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<serde_json::Value> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, (c, cursors))| {
+            serde_json::json!([last + 1 + i as i64, c, feed::outbox_entries(cursors)])
+        })
+        .collect();
+    sqlx::query(
+        "insert into outbox (id, due_at, conversation_id, entries) \
+         select value ->> 0, $2, value ->> 1, value ->> 2 from json_each($1)",
+    )
+    .bind(serde_json::Value::from(rows).to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (i, (_, cursors)) in changes.into_iter().enumerate() {
+        cursors.outbox = Some(last + 1 + i as i64);
+    }
+    Ok(())
 }
 
 /// Appends `template` for every participant of its conversation.
@@ -299,9 +363,11 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let cursors =
+        let mut cursors =
             append_for_participants(&mut tx, &FeedWrite::conversation("", &new.id, new.now.0))
                 .await?;
+        self.record(&mut tx, &new.id, &mut cursors, new.now.0)
+            .await?;
         tx.commit().await?;
         Ok((new.id.clone(), true, cursors))
     }
@@ -578,9 +644,19 @@ impl Store for SqliteStore {
             .collect();
         let (writes, owners) = feed::message_writes(&outcomes, &members);
         let positions = append_feed(&mut tx, &writes).await?;
+        let mut cursors = feed::cursors_by_message(batch.len(), &writes, &owners, &positions);
+        if self.outbox.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = batch.first().map_or(0, |m| m.now.0);
+            let mut changes: Vec<(&str, &mut Cursors)> = batch
+                .iter()
+                .map(|m| m.conversation_id.as_str())
+                .zip(cursors.iter_mut())
+                .collect();
+            record_outbox(&mut tx, &mut changes, now).await?;
+        }
         tx.commit().await?;
         Ok(Inserted {
-            cursors: feed::cursors_by_message(batch.len(), &writes, &owners, &positions),
+            cursors,
             outcomes,
             unread,
         })
@@ -693,7 +769,7 @@ impl Store for SqliteStore {
         let last_read_seq: i64 = row.try_get("last_read_seq")?;
         let last_read_at: Option<i64> = row.try_get("last_read_at")?;
         let moved = last_read_seq > before;
-        let cursors = if moved {
+        let mut cursors = if moved {
             append_for_participants(
                 &mut tx,
                 &read_entry(
@@ -707,6 +783,8 @@ impl Store for SqliteStore {
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(ReadOutcome {
             last_read_seq,
@@ -736,7 +814,7 @@ impl Store for SqliteStore {
         .bind(muted)
         .execute(&mut *tx)
         .await?;
-        let cursors = if updated.rows_affected() > 0 {
+        let mut cursors = if updated.rows_affected() > 0 {
             append_one(
                 &mut tx,
                 FeedWrite::conversation(user, conversation_id, now.0),
@@ -745,6 +823,8 @@ impl Store for SqliteStore {
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(cursors)
     }
@@ -761,7 +841,7 @@ impl Store for SqliteStore {
         .bind(user)
         .execute(&mut *tx)
         .await?;
-        let cursors = if updated.rows_affected() > 0 {
+        let mut cursors = if updated.rows_affected() > 0 {
             append_one(
                 &mut tx,
                 FeedWrite::conversation(user, conversation_id, now.0),
@@ -770,6 +850,8 @@ impl Store for SqliteStore {
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(cursors)
     }
@@ -796,11 +878,12 @@ impl Store for SqliteStore {
         .bind(now.0)
         .execute(&mut *tx)
         .await?;
-        let cursors = if updated.rows_affected() > 0 {
+        let mut cursors = if updated.rows_affected() > 0 {
             append_for_participants(&mut tx, &FeedWrite::conversation("", id, now.0)).await?
         } else {
             Cursors::new()
         };
+        self.record(&mut tx, id, &mut cursors, now.0).await?;
         tx.commit().await?;
         Ok(cursors)
     }
@@ -827,7 +910,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let message = MessageRecord::from_row(&row)?;
-        let cursors = append_for_participants(
+        let mut cursors = append_for_participants(
             &mut tx,
             &FeedWrite::message(
                 "",
@@ -838,6 +921,8 @@ impl Store for SqliteStore {
             ),
         )
         .await?;
+        self.record(&mut tx, &message.conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(Some((message, cursors)))
     }
@@ -874,7 +959,7 @@ impl Store for SqliteStore {
             .bind(message.seq)
             .execute(&mut *tx)
             .await?;
-        let cursors = append_for_participants(
+        let mut cursors = append_for_participants(
             &mut tx,
             &FeedWrite::message(
                 "",
@@ -885,6 +970,8 @@ impl Store for SqliteStore {
             ),
         )
         .await?;
+        self.record(&mut tx, &message.conversation_id, &mut cursors, now.0)
+            .await?;
         tx.commit().await?;
         Ok(Some((message, cursors)))
     }
@@ -922,6 +1009,54 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    fn record_outbox(&self, on: bool) {
+        self.outbox.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn claim_outbox(
+        &self,
+        due_before: Millis,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "update outbox set due_at = $2 where id in \
+               (select id from outbox where due_at < $1 order by id limit $3) \
+             returning id, conversation_id, entries",
+        )
+        .bind(due_before.0)
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    entries: feed::parse_outbox_entries(&r.try_get::<String, _>("entries")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn outbox_done(&self, ids: &[i64]) -> StoreResult<()> {
+        sqlx::query("delete from outbox where id in (select value from json_each($1))")
+            .bind(serde_json::json!(ids).to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from outbox")
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     async fn messages_by_id(&self, ids: &[String]) -> StoreResult<Vec<MessageRecord>> {

@@ -303,6 +303,100 @@ async fn the_message_limit_holds_across_replicas() {
     two.user("u_bob").say(&conv, "mine").await;
 }
 
+/// The transactional outbox. A change committed by a process that died before publishing it
+/// (here: written through the store, behind the service's back) reaches the sockets anyway:
+/// a relay publishes it from the outbox once it is overdue, with its cursor. And the normal
+/// path leaves nothing behind: a change published at once is not published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_relays_changes_whose_publisher_died_and_only_those() {
+    use chat_shared::store::NewMessage;
+    use chat_shared::time::Clock;
+    let Some(url) = shared() else { return };
+    let prefix = unique_prefix(&url);
+    let flags = [
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--outbox-relay-after-ms",
+        "1000",
+    ];
+    let Some(one) = TestApp::spawn_with(Backend::Sqlite, &flags).await else {
+        return;
+    };
+    let two = one.replica(&flags).await;
+    wait_ready(&one).await;
+    wait_ready(&two).await;
+    let conv = one.user("u_alice").conversation_with("u_bob").await;
+    let mut bob = two.socket("u_bob").await;
+
+    // The normal path: published at once, its outbox row gone once Redis took it.
+    let sent = one.user("u_alice").say(&conv, "normal").await;
+    bob.expect_event("new_message", |m| m["id"] == sent["id"])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while one.core.store.outbox_backlog().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "outbox rows left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Overdue now, if anything were left: nothing may come twice.
+    one.clock.advance(Duration::from_secs(10));
+    two.clock.advance(Duration::from_secs(10));
+    let again = bob
+        .take_events("new_message", Duration::from_millis(2_500))
+        .await;
+    assert!(again.is_empty(), "published twice: {again:?}");
+
+    // A change whose process "died" between its commit and its publish.
+    let orphan = NewMessage {
+        id: "0193aaaa-0000-7000-8000-000000000001".to_owned(),
+        conversation_id: conv.clone(),
+        sender_id: "u_alice".to_owned(),
+        kind: "text".to_owned(),
+        content: "committed, never published".to_owned(),
+        reply_to: None,
+        attachments: "[]".to_owned(),
+        client_message_id: None,
+        now: one.clock.now(),
+    };
+    let inserted = one.core.store.insert_messages(&[orphan]).await.unwrap();
+    assert!(inserted.cursors[0].outbox.is_some(), "an outbox row");
+    assert_eq!(one.core.store.outbox_backlog().await.unwrap(), 1);
+    let started = Instant::now();
+    one.clock.advance(Duration::from_secs(2));
+    two.clock.advance(Duration::from_secs(2));
+    let relayed = bob
+        .expect_event("new_message", |m| {
+            m["id"] == "0193aaaa-0000-7000-8000-000000000001"
+        })
+        .await;
+    eprintln!("relayed after {:?}", started.elapsed());
+    assert_eq!(relayed["content"], "committed, never published");
+    let bobs = inserted.cursors[0].of("u_bob").unwrap();
+    assert_eq!(
+        relayed["cursor"],
+        json!(chat_shared::store::feed::cursor("u_bob", bobs)),
+        "with bob's cursor"
+    );
+    // With the counts as they are now (the normal message and this one).
+    let unread = bob
+        .expect_event("unread_count_updated", |u| {
+            u["conversationId"] == json!(conv) && u["unreadCount"] == 2
+        })
+        .await;
+    assert_eq!(unread["totalUnread"], 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while one.core.store.outbox_backlog().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the relayed row stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once, even though both replicas run a relay.
+    let more = bob
+        .take_events("new_message", Duration::from_millis(2_500))
+        .await;
+    assert!(more.is_empty(), "relayed twice: {more:?}");
+}
+
 /// Kills Redis under two replicas and starts a fresh one on the same port: both replicas
 /// report not ready meanwhile, then ready, and events cross again without any restart of
 /// theirs (sockets connected before the outage included).
