@@ -79,6 +79,11 @@ impl TestApp {
         Some(Self::boot(&url, backend, flags, Some(db)).await)
     }
 
+    /// An app on the database at `url` (one the test owns, e.g. a private cluster's).
+    pub async fn spawn_at(url: &str, backend: Backend, flags: &[&str]) -> Self {
+        Self::boot(url, backend, flags, None).await
+    }
+
     /// Another replica on this app's database (for scaled mode: give both `--redis-url`).
     /// It must not outlive `self`, which owns the database.
     pub async fn replica(&self, flags: &[&str]) -> Self {

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod db;
+pub mod pg;
 pub mod sio;
 
 /// A line on stdout that the test harness does not capture: skipped legs say so in the output

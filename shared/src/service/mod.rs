@@ -105,10 +105,10 @@ impl ChatService {
         }
     }
 
-    /// Until when a send may wait in the batching writer's queue: a little before the
-    /// request's own deadline, so that a send is either answered or not written (a batch
-    /// already being written when the request gives up is the one exception: a retry with
-    /// the same `clientMessageId` finds it).
+    /// Until when a send may wait in the batching writer and its batch may take to commit: a
+    /// little before the request's own deadline, so that a send answered `unavailable` was not
+    /// written (a batch past it is rolled back; only a COMMIT already sent when the deadline
+    /// passes may still land, and a retry with the same `clientMessageId` then finds it).
     fn write_deadline(&self) -> tokio::time::Instant {
         const MARGIN: std::time::Duration = std::time::Duration::from_millis(300);
         let deadline = crate::deadline::current()

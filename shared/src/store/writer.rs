@@ -121,10 +121,26 @@ async fn write(store: &dyn Store, mut jobs: Vec<Job>, persisted: &Counter) {
         return;
     }
     let jobs = live;
+    // The batch must commit before its earliest deadline: a caller past it has answered
+    // `unavailable`, and what was answered `unavailable` must not be stored. Past it, the
+    // transaction is dropped uncommitted (rolled back) and every send of the batch answers
+    // `unavailable`; only a COMMIT already on its way when that happens may still land, and a
+    // retry with the same clientMessageId then finds it.
+    let deadline = jobs.iter().map(|j| j.deadline).min().unwrap_or(now);
     // The messages move into the batch; only the answer channels stay beside them.
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|job| (job.new, job.reply)).unzip();
-    match store.insert_messages(&batch).await {
+    let Ok(result) = tokio::time::timeout_at(deadline, store.insert_messages(&batch)).await else {
+        tracing::warn!(
+            size = batch.len(),
+            "batch of sends not committed in time: rolled back"
+        );
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::Expired));
+        }
+        return;
+    };
+    match result {
         Ok(inserted) => {
             persisted.inc_by(created(&inserted));
             answer(&batch, replies, &inserted);
@@ -143,13 +159,14 @@ async fn write(store: &dyn Store, mut jobs: Vec<Job>, persisted: &Counter) {
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "batch of sends failed: writing them one by one");
             for (new, reply) in batch.iter().zip(replies) {
-                let result = store
-                    .insert_messages(std::slice::from_ref(new))
-                    .await
-                    .and_then(|inserted| {
+                let one = store.insert_messages(std::slice::from_ref(new));
+                let result = match tokio::time::timeout_at(deadline, one).await {
+                    Err(_) => Err(StoreError::Expired),
+                    Ok(inserted) => inserted.and_then(|inserted| {
                         persisted.inc_by(created(&inserted));
                         written(new, &inserted, 0).ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
-                    });
+                    }),
+                };
                 let _ = reply.send(result);
             }
         }

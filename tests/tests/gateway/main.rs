@@ -10,6 +10,7 @@ extern crate chat_tests;
 
 mod events;
 mod handshake;
+mod outage;
 mod presence;
 mod redis;
 mod typing;
