@@ -16,13 +16,21 @@ const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct SocketUser(pub Arc<Caller>);
 
-/// The one rejection clients see. (Why a token was refused is logged, not sent.)
+/// Why a handshake was refused, as the client's `connect_error` message: `unauthorized`
+/// (why a token was refused is logged, not sent), or `rate_limited` when the user holds
+/// `MAX_SOCKETS_PER_USER` sockets on this replica already.
 #[derive(Debug)]
-pub struct Unauthorized;
+pub enum Refused {
+    Unauthorized,
+    TooManySockets,
+}
 
-impl fmt::Display for Unauthorized {
+impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unauthorized")
+        f.write_str(match self {
+            Self::Unauthorized => "unauthorized",
+            Self::TooManySockets => "rate_limited",
+        })
     }
 }
 
@@ -31,7 +39,7 @@ pub async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<serde_json::Value>,
     State(gateway): State<Arc<Gateway>>,
-) -> Result<(), Unauthorized> {
+) -> Result<(), Refused> {
     let token = auth
         .ok()
         .as_ref()
@@ -40,12 +48,21 @@ pub async fn authenticate(
         .or_else(|| query_token(socket.req_parts()))
         .ok_or_else(|| {
             tracing::debug!(sid = %socket.id, "handshake without a token");
-            Unauthorized
+            Refused::Unauthorized
         })?;
     let caller = gateway.core.verifier.verify(token.trim()).map_err(|e| {
         tracing::debug!(sid = %socket.id, error = %e, "handshake token refused");
-        Unauthorized
+        Refused::Unauthorized
     })?;
+    let max = gateway.core.service.limits().max_sockets_per_user;
+    if gateway.sockets_of(caller.id.as_str()) >= max {
+        tracing::debug!(
+            user = caller.id.as_str(),
+            max,
+            "handshake refused: too many sockets"
+        );
+        return Err(Refused::TooManySockets);
+    }
     crate::handlers::register(&socket, &gateway, &caller).await;
     let user = caller.id.as_str().to_owned();
     if let Ok(mut pending) = gateway.handshakes.lock() {

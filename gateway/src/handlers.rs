@@ -32,19 +32,36 @@ struct JoinedState {
     closed: bool,
 }
 
+/// What [`Joined::add`] did.
+enum Join<T> {
+    /// The socket is gone: nothing recorded.
+    Closed,
+    /// Joined before: nothing to do.
+    Already,
+    /// Recorded; `then` ran.
+    Added(T),
+    /// The socket has joined as many conversations as it may.
+    Full,
+}
+
 impl Joined {
-    /// Records a join and runs `then` under the same lock when it is new; `None` once closed.
-    fn add<T>(&self, conversation: &str, then: impl FnOnce() -> T) -> Option<Option<T>> {
-        let mut state = self.0.lock().ok()?;
+    /// Records a join and runs `then` under the same lock when it is new, unless the socket
+    /// holds `max` joins already.
+    fn add<T>(&self, conversation: &str, max: usize, then: impl FnOnce() -> T) -> Join<T> {
+        let Ok(mut state) = self.0.lock() else {
+            return Join::Closed;
+        };
         if state.closed {
-            return None;
+            return Join::Closed;
         }
-        Some(
-            state
-                .conversations
-                .insert(conversation.to_owned())
-                .then(then),
-        )
+        if state.conversations.contains(conversation) {
+            return Join::Already;
+        }
+        if state.conversations.len() >= max {
+            return Join::Full;
+        }
+        state.conversations.insert(conversation.to_owned());
+        Join::Added(then())
     }
 
     /// Records a leave and runs `then` under the same lock when it was joined.
@@ -90,6 +107,7 @@ struct Ctx {
 pub async fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     let user = caller.id.as_str();
     socket.extensions.insert(Joined::default());
+    socket.extensions.insert(TypingBudget::default());
     socket.join(user_room(user));
 
     handle(socket, "join_conversation", join_conversation);
@@ -114,6 +132,7 @@ pub async fn on_connect(
         pending.remove(&socket.id);
     }
     if let Some(SocketUser(caller)) = user {
+        gateway.user_sockets(caller.id.as_str(), 1);
         gateway
             .connected
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -144,6 +163,7 @@ pub(crate) async fn socket_gone(gateway: &Gateway, socket: &SocketRef) {
         return;
     };
     let _busy = Busy::new(&gateway.disconnecting);
+    gateway.user_sockets(caller.id.as_str(), -1);
     gateway
         .connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -277,16 +297,24 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
         .service
         .get_conversation(&ctx.caller, &id)
         .await?;
-    let watched = ctx.joined.add(&id, || {
+    let max = ctx.gateway.core.service.limits().max_joins_per_socket;
+    let watched = ctx.joined.add(&id, max, || {
         ctx.socket.join(conversation_room(&id));
         ctx.gateway
             .core
             .events
             .watch(&Audience::Conversation(id.clone()))
     });
-    // The ack promises typing from now on: only once the room's channel is subscribed.
-    if let Some(Some(subscribed)) = watched {
-        subscribed.await;
+    match watched {
+        // The ack promises typing from now on: only once the room's channel is subscribed.
+        Join::Added(subscribed) => subscribed.await,
+        Join::Full => {
+            return Err(ChatError::bad_request(format!(
+                "conversationId: this socket has joined {max} conversations, the most it may \
+                 (MAX_JOINS_PER_SOCKET); leave one first"
+            )));
+        }
+        Join::Closed | Join::Already => {}
     }
     // Who is online now, so that a client can show it before any `user_status_change`.
     let others: Vec<String> = conversation
@@ -342,7 +370,48 @@ async fn member_conversation(ctx: &Ctx, data: &Value) -> ChatResult<String> {
     Ok(id)
 }
 
+/// The typing events of one socket in the last 10 s, to hold them to
+/// `TYPING_EVENTS_PER_10S`.
+#[derive(Debug, Clone, Default)]
+pub struct TypingBudget(Arc<Mutex<std::collections::VecDeque<std::time::Instant>>>);
+
+const TYPING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes one typing event from the socket's budget, or says when one is free again.
+fn typing_allowed(ctx: &Ctx) -> ChatResult<()> {
+    let limit = ctx.gateway.core.service.limits().typing_events_per_10s as usize;
+    let budget = ctx
+        .socket
+        .extensions
+        .get::<TypingBudget>()
+        .unwrap_or_default();
+    let Ok(mut log) = budget.0.lock() else {
+        return Ok(());
+    };
+    let now = std::time::Instant::now();
+    while log
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= TYPING_WINDOW)
+    {
+        log.pop_front();
+    }
+    if log.len() >= limit {
+        let oldest = log.front().copied().unwrap_or(now);
+        let wait = TYPING_WINDOW.saturating_sub(now.duration_since(oldest));
+        return Err(ChatError {
+            detail: format!(
+                "too many typing events on this socket (TYPING_EVENTS_PER_10S); retry in {} ms",
+                wait.as_millis()
+            ),
+            ..ChatError::rate_limited(wait)
+        });
+    }
+    log.push_back(now);
+    Ok(())
+}
+
 async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    typing_allowed(&ctx)?;
     let id = member_conversation(&ctx, &data).await?;
     // A socket that disconnected while this was checked must not leave an indicator behind.
     if !ctx.joined.is_closed() {
@@ -354,6 +423,7 @@ async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {
 }
 
 async fn typing_stop(ctx: Ctx, data: Value) -> ChatResult<Value> {
+    typing_allowed(&ctx)?;
     let id = member_conversation(&ctx, &data).await?;
     ctx.gateway.typing.stop(&id, ctx.caller.id.as_str());
     Ok(json!({}))

@@ -60,6 +60,8 @@ pub struct Gateway {
     pub(crate) in_flight: std::sync::atomic::AtomicUsize,
     /// Authenticated sockets whose disconnect handler has not started.
     pub(crate) connected: std::sync::atomic::AtomicUsize,
+    /// Those sockets per user, for `MAX_SOCKETS_PER_USER`.
+    pub(crate) per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Set on SIGTERM: new Engine.IO sessions are refused (`503`, clients retry elsewhere)
     /// and readiness turns false.
     pub(crate) draining: std::sync::atomic::AtomicBool,
@@ -98,6 +100,7 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         disconnecting: std::sync::atomic::AtomicUsize::new(0),
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         connected: std::sync::atomic::AtomicUsize::new(0),
+        per_user: std::sync::Mutex::default(),
         draining: std::sync::atomic::AtomicBool::new(false),
         handshakes: std::sync::Mutex::default(),
     });
@@ -286,6 +289,24 @@ async fn ready(
 }
 
 impl Gateway {
+    /// Counts a socket of `user` in (`+1`) or out (`-1`).
+    pub(crate) fn user_sockets(&self, user: &str, delta: isize) {
+        if let Ok(mut map) = self.per_user.lock() {
+            let n = map.entry(user.to_owned()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                map.remove(user);
+            }
+        }
+    }
+
+    /// Sockets `user` holds on this replica.
+    pub(crate) fn sockets_of(&self, user: &str) -> usize {
+        self.per_user
+            .lock()
+            .map_or(0, |map| map.get(user).copied().unwrap_or(0))
+    }
+
     pub fn now(&self) -> Millis {
         self.core.service.clock().now()
     }

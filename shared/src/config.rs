@@ -105,6 +105,15 @@ pub struct Settings {
     /// Participants per conversation, the creator included.
     #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = 50)]
     pub max_participants: usize,
+    /// Conversations one socket may have joined at once (`join_conversation`).
+    #[arg(long, env = "MAX_JOINS_PER_SOCKET", default_value_t = 1000)]
+    pub max_joins_per_socket: usize,
+    /// `typing_start` and `typing_stop` one socket may send in any 10 s, together.
+    #[arg(long, env = "TYPING_EVENTS_PER_10S", default_value_t = 30)]
+    pub typing_events_per_10s: u32,
+    /// Sockets one user may hold on one gateway replica at once.
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 50)]
+    pub max_sockets_per_user: usize,
     /// How long after sending a message its sender may edit or delete it, seconds.
     #[arg(long, env = "EDIT_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub edit_window_secs: u64,
@@ -189,6 +198,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// How long the change feed keeps each change.
     pub feed_retention: Duration,
+    pub max_joins_per_socket: usize,
+    pub typing_events_per_10s: u32,
+    pub max_sockets_per_user: usize,
 }
 
 impl Default for Limits {
@@ -202,6 +214,9 @@ impl Default for Limits {
             edit_window: Duration::from_secs(24 * 3600),
             request_timeout: Duration::from_millis(1_800),
             feed_retention: Duration::from_secs(7 * 24 * 3600),
+            max_joins_per_socket: 1000,
+            typing_events_per_10s: 30,
+            max_sockets_per_user: 50,
         }
     }
 }
@@ -223,6 +238,9 @@ impl Settings {
             edit_window: Duration::from_secs(self.edit_window_secs),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             feed_retention: Duration::from_secs(self.feed_retention_hours.saturating_mul(3600)),
+            max_joins_per_socket: self.max_joins_per_socket,
+            typing_events_per_10s: self.typing_events_per_10s,
+            max_sockets_per_user: self.max_sockets_per_user,
         }
     }
 
@@ -237,6 +255,14 @@ impl Settings {
         }
         if self.rate_limit_messages == 0 || self.rate_limit_window_secs == 0 {
             return fail("RATE_LIMIT_MESSAGES and RATE_LIMIT_WINDOW_SECS must be at least 1");
+        }
+        if self.max_joins_per_socket == 0
+            || self.typing_events_per_10s == 0
+            || self.max_sockets_per_user == 0
+        {
+            return fail(
+                "MAX_JOINS_PER_SOCKET, TYPING_EVENTS_PER_10S and MAX_SOCKETS_PER_USER must be at least 1",
+            );
         }
         if self.feed_retention_hours == 0 {
             return fail("FEED_RETENTION_HOURS must be at least 1");

@@ -10,6 +10,7 @@ extern crate chat_tests;
 
 mod events;
 mod handshake;
+mod limits;
 mod outage;
 mod presence;
 mod redis;
