@@ -29,18 +29,24 @@ async fn main() -> anyhow::Result<()> {
     // Printed, not logged: a block to copy from, whatever the log format. With a secret, a
     // line that works as printed (a fresh token for a demo user and the inbox); with only a
     // public key (RS256/ES256) tokens come from the platform.
-    let try_it = match mint_token(
-        &settings,
-        "u_alice",
-        Some("Alice".to_owned()),
-        "user",
-        86_400,
-    ) {
-        Ok(token) => format!(
-            "curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/chat/conversations",
-            port = local.port()
-        ),
-        Err(_) => "send a token signed by your platform's key (JWT_PUBLIC_KEY)".to_owned(),
+    // A ready-made token only with the generated development secret: signed with the
+    // platform's secret it would be a real credential, printed into whatever keeps the logs.
+    let url = format!("http://{host}:{}/api/v1/chat/conversations", local.port());
+    let try_it = if settings.dev_secret {
+        match mint_token(
+            &settings,
+            "u_alice",
+            Some("Alice".to_owned()),
+            "user",
+            86_400,
+        ) {
+            Ok(token) => format!("curl -H 'Authorization: Bearer {token}' {url}"),
+            Err(_) => format!(
+                "curl -H \"Authorization: Bearer $(cargo run -q --release -- token u_alice)\" {url}"
+            ),
+        }
+    } else {
+        format!("curl -H \"Authorization: Bearer <a token signed by your platform's key>\" {url}")
     };
     eprintln!(
         "\n  Chat is up on http://{host}:{port}\n  \

@@ -237,6 +237,7 @@ pub fn ensure_jwt_key(settings: &mut Settings, mode: Mode) -> Result<(), ConfigE
          platform will not verify; set JWT_SECRET to its secret."
     );
     settings.jwt_secret = Some(secret);
+    settings.dev_secret = true;
     Ok(())
 }
 

@@ -74,6 +74,8 @@ impl JwtVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = keys.iter().map(|k| k.algorithm).collect();
         validation.leeway = settings.jwt_leeway_secs;
+        // `nbf`, when a token has one, is checked like `exp` (jsonwebtoken does not by default).
+        validation.validate_nbf = true;
         // A configured issuer or audience is required, not only checked when present: a
         // token that names no issuer is not from the configured one.
         let mut required = vec!["exp", "sub"];

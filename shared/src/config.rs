@@ -141,6 +141,11 @@ pub struct Settings {
     /// `text` (human) or `json` (one object per line) logs. Filter with RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// Set at start when no key was configured and the embedded server uses its generated
+    /// development secret: only then may it print a ready-made token.
+    #[arg(skip)]
+    pub dev_secret: bool,
 }
 
 impl fmt::Debug for Settings {

@@ -97,9 +97,19 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     )
 }
 
-/// Wraps `router` in the layers every port has: CORS, panic catching, request ids, tracing.
+/// Wraps `router` in the layers every port has: CORS, panic catching, request ids, tracing,
+/// and security headers (no MIME sniffing, no framing, no referrer, no caching of answers
+/// that carry a user's data) unless a handler set its own.
 pub fn with_http_layers(router: Router, settings: &Settings) -> Router {
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
     router
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(header::CACHE_CONTROL, "no-store"))
         .layer(cors(settings))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");

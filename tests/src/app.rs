@@ -95,8 +95,6 @@ impl TestApp {
             "chat",
             "--database-url",
             db_url,
-            "--jwt-secret",
-            SECRET,
             "--host",
             "127.0.0.1",
             "--port",
@@ -108,6 +106,10 @@ impl TestApp {
         // a flag given twice).
         if !flags.contains(&"--rate-limit-messages") {
             args.extend_from_slice(&["--rate-limit-messages", "100000"]);
+        }
+        // The test secret, unless the test configures a public key alone.
+        if !flags.contains(&"--jwt-public-key") {
+            args.extend_from_slice(&["--jwt-secret", SECRET]);
         }
         args.extend_from_slice(flags);
         let settings: Settings = Cli::try_parse_from(args)

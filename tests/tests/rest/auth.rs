@@ -282,3 +282,149 @@ async fn issuer_and_audience_are_checked_when_configured(app: TestApp) {
     // The harness's tokens carry neither: rejected here.
     assert_unauthorized(&app.user("u_alice").stats().await, "harness token");
 }
+
+/// The test fixtures: an ES256 key pair made for these tests only, and another private key.
+const ES256_PRIVATE: &str = include_str!("../../fixtures/es256-test-private.pem");
+const ES256_PUBLIC: &str = include_str!("../../fixtures/es256-test-public.pem");
+const ES256_OTHER_PRIVATE: &str = include_str!("../../fixtures/es256-other-private.pem");
+
+fn es256(private_pem: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        claims,
+        &EncodingKey::from_ec_pem(private_pem.as_bytes()).expect("EC key"),
+    )
+    .expect("sign")
+}
+
+/// With a public key alone (the platform signs with ES256), algorithms are pinned to the key
+/// type: the key's own algorithm verifies; an HS256 token made with the public key as its
+/// HMAC secret (the classic algorithm confusion), `alg: none`, and a token signed by another
+/// key are all refused. `nbf` is honoured with the leeway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_key_pins_its_algorithm_and_refuses_confusion() {
+    let app = TestApp::spawn_with(
+        chat_tests::db::Backend::Sqlite,
+        &[
+            "--jwt-public-key",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/es256-test-public.pem"
+            ),
+            "--jwt-leeway-secs",
+            "30",
+        ],
+    )
+    .await
+    .expect("SQLite always runs");
+    let claims = |extra: Value| {
+        let mut c = json!({ "sub": "u_alice", "exp": exp_in(600) });
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let good = es256(ES256_PRIVATE, &claims(json!({})));
+    let res = with_header(
+        &app,
+        Method::GET,
+        "/unread",
+        Some(&format!("Bearer {good}")),
+    )
+    .await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+
+    let confused = sign(Algorithm::HS256, ES256_PUBLIC, &claims(json!({})));
+    let header = b64url(
+        json!({ "alg": "none", "typ": "JWT" })
+            .to_string()
+            .as_bytes(),
+    );
+    let payload = b64url(claims(json!({})).to_string().as_bytes());
+    let unsigned = format!("{header}.{payload}.");
+    let foreign = es256(ES256_OTHER_PRIVATE, &claims(json!({})));
+    let not_yet = es256(ES256_PRIVATE, &claims(json!({ "nbf": exp_in(300) })));
+    for (what, token) in [
+        ("HS256 with the public key as secret", confused),
+        ("alg none", unsigned),
+        ("signed by another key", foreign),
+        ("nbf in 5 minutes", not_yet),
+    ] {
+        let res = with_header(
+            &app,
+            Method::GET,
+            "/unread",
+            Some(&format!("Bearer {token}")),
+        )
+        .await;
+        assert_unauthorized(&res, what);
+    }
+    // Within the leeway, `nbf` a few seconds ahead (a clock a little fast) passes.
+    let almost = es256(ES256_PRIVATE, &claims(json!({ "nbf": exp_in(10) })));
+    let res = with_header(
+        &app,
+        Method::GET,
+        "/unread",
+        Some(&format!("Bearer {almost}")),
+    )
+    .await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+}
+
+/// Every answer carries the security headers, whatever its status; CORS answers only the
+/// configured origins (`CLIENT_URL`), a preflight from another origin gets no
+/// `Access-Control-Allow-Origin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_on_every_answer_and_cors_only_for_configured_origins() {
+    let app = TestApp::spawn_with(
+        chat_tests::db::Backend::Sqlite,
+        &["--client-url", "https://app.example,https://admin.example"],
+    )
+    .await
+    .expect("SQLite always runs");
+    let token = app.token("u_alice");
+    for (what, path, auth) in [
+        ("200", "/unread", Some(format!("Bearer {token}"))),
+        ("401", "/unread", None),
+        ("404", "/nowhere", Some(format!("Bearer {token}"))),
+    ] {
+        let res = with_header(&app, Method::GET, path, auth.as_deref()).await;
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(
+                res.headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+    }
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, format!("{}/unread", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://admin.example").await.unwrap();
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://admin.example")
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{:?}",
+        refused.headers()
+    );
+}
