@@ -42,9 +42,9 @@ use utoipa_scalar::{Scalar, Servable};
     components(schemas(
         Problem, ErrorCode, Conversation, Message, MessagePreview, ReadReceipt, Attachment,
         Page<Conversation>, Page<Message>, Stats, UnreadTotal, ReadState, MessagesRead, UnreadCountUpdated,
-        SyncPage, SyncEvent
+        SyncPage, SyncEvent, routes::StatusFilter
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     security(("bearer" = [])),
     tags(
         (name = "conversations"), (name = "messages"), (name = "stats"),
@@ -68,6 +68,68 @@ impl Modify for BearerAuth {
                         .build(),
                 ),
             );
+        }
+    }
+}
+
+/// Every error response as it is served: an RFC 9457 problem document under
+/// `application/problem+json`; and on every operation the answers any request can get
+/// (`400` for a bad body or query, `401` without a valid token, `503` while a dependency is
+/// away), so that a client generated from this document expects them.
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const PROBLEM: &str = "application/problem+json";
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if (status.starts_with('4') || status.starts_with('5'))
+                        && let RefOr::T(response) = response
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response.content.insert(PROBLEM.to_owned(), content);
+                    }
+                }
+                for (status, description) in [
+                    (
+                        "400",
+                        "A body, query or path value the API does not accept (`bad_request`)",
+                    ),
+                    ("401", "No valid token (`unauthorized`)"),
+                    (
+                        "503",
+                        "The database or another dependency is away (`unavailable`); retry",
+                    ),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct ListConversationsQuery {
     kind: Option<ConversationType>,
     property_id: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
@@ -43,10 +44,13 @@ pub struct ListConversationsQuery {
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Newest first, messages with `seq` below this.
+    #[param(minimum = 0)]
     before: Option<i64>,
     /// Oldest first, messages with `seq` above this (catch-up after reconnect).
+    #[param(minimum = 0)]
     after: Option<i64>,
 }
 
@@ -54,7 +58,10 @@ pub struct ListMessagesQuery {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// 1 to 200 characters; every word must match.
+    #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
+    /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -327,6 +334,7 @@ pub struct SyncQuery {
     /// Without it: no events, and `nextCursor` is the current end of the feed.
     since: Option<String>,
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

@@ -235,6 +235,7 @@ pub struct SendMessageRequest {
 pub struct MarkReadRequest {
     /// Read up to and including this `seq`; default: everything.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub up_to_seq: Option<i64>,
 }
 

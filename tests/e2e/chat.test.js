@@ -728,7 +728,7 @@ if (LEG === 'scaled') {
       console.log(`# a gateway drained on SIGTERM in ${took} ms: ${answered.length}/${n} sends acknowledged, exit code ${exit.code}`);
       assert.equal(exit.code, 0, `gateway 3 exit: ${JSON.stringify(exit)}`);
       assert.doesNotMatch(fs.readFileSync(gw3.process.log, 'utf8'), /panicked/);
-      assert.ok(took < 2000, `drained in ${took} ms (nothing should make it wait for the grace)`);
+      assert.ok(took < SHUTDOWN_GRACE_SECS * 1000 - 1000, `drained in ${took} ms (nothing should make it wait for the grace)`);
       // Alice's only socket was closed by the drain: her contacts hear it now, not when her
       // presence entry expires (PRESENCE_TTL_SECS, 3 s here).
       await b.waitFor('user_status_change', (x) => x.userId === alice && x.status === 'offline', {
@@ -737,7 +737,8 @@ if (LEG === 'scaled') {
         what: 'alice offline when her gateway drained',
       });
       const offlineAfter = Date.now() - signalled;
-      assert.ok(offlineAfter < 2500, `offline announced ${offlineAfter} ms after SIGTERM`);
+      // The presence lifetime is 3 s here: earlier than that, it was the drain that said it.
+      assert.ok(offlineAfter < 3000, `offline announced ${offlineAfter} ms after SIGTERM`);
       // Every acknowledged message reached the other participant, once.
       await b.waitForCount('new_message', n, forConversation(conv.id), { ms: 10_000, what: 'every drained send' });
       await sleep(GRACE_MS);
