@@ -218,6 +218,7 @@ where
             let f = f.clone();
             async move {
                 let counted = Arc::clone(&gateway);
+                counted.event_arrived();
                 let _busy = Busy::new(&counted.in_flight);
                 let user = socket.extensions.get::<SocketUser>();
                 let joined = socket.extensions.get::<Joined>().unwrap_or_default();

@@ -58,6 +58,10 @@ pub struct Gateway {
     /// Event handlers still running: their acks are owed (a shutdown waits for them before
     /// closing the sockets).
     pub(crate) in_flight: std::sync::atomic::AtomicUsize,
+    /// When the last client event arrived, ms after `started` (a drain waits for a quiet
+    /// moment: events already sent by a client may still be on their way in).
+    pub(crate) last_event_ms: std::sync::atomic::AtomicU64,
+    pub(crate) started: std::time::Instant,
     /// Authenticated sockets whose disconnect handler has not started.
     pub(crate) connected: std::sync::atomic::AtomicUsize,
     /// Those sockets per user, for `MAX_SOCKETS_PER_USER`.
@@ -99,6 +103,8 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         typing,
         disconnecting: std::sync::atomic::AtomicUsize::new(0),
         in_flight: std::sync::atomic::AtomicUsize::new(0),
+        last_event_ms: std::sync::atomic::AtomicU64::new(0),
+        started: std::time::Instant::now(),
         connected: std::sync::atomic::AtomicUsize::new(0),
         per_user: std::sync::Mutex::default(),
         draining: std::sync::atomic::AtomicBool::new(false),
@@ -194,8 +200,8 @@ async fn refuse_new_sessions_while_draining(
 impl Mounted {
     /// A clean stop within `grace`, in order:
     /// 1. refuse new sessions and report not ready;
-    /// 2. let running event handlers finish, so that every ack owed is sent (at most half of
-    ///    `grace`);
+    /// 2. let running event handlers finish and events already sent arrive (no handler running
+    ///    and no event for 150 ms), so that every ack owed is sent (at most half of `grace`);
     /// 3. close every socket: clients reconnect, to another replica behind a load balancer,
     ///    and their users' presence and typing end now rather than when presence expires;
     /// 4. wait for the disconnect handlers, then for the bus to publish what was announced.
@@ -210,8 +216,16 @@ impl Mounted {
         gateway.draining.store(true, Ordering::Relaxed);
         let sockets = gateway.connected.load(Ordering::Relaxed);
         tracing::info!(sockets, grace_secs = grace.as_secs_f64(), "draining");
+        // Every event a client has sent gets its ack: wait until no handler runs and no event
+        // has come in for a moment (events sent just before the signal may still be on their
+        // way in), at most half of the grace.
+        const QUIET: Duration = Duration::from_millis(150);
+        gateway.event_arrived(); // the quiet moment starts no earlier than the signal
         let acks_by = start + grace / 2;
-        wait_until(acks_by, || gateway.in_flight.load(Ordering::Relaxed) == 0).await;
+        wait_until(acks_by, || {
+            gateway.in_flight.load(Ordering::Relaxed) == 0 && gateway.quiet_for() >= QUIET
+        })
+        .await;
         let unanswered = gateway.in_flight.load(Ordering::Relaxed);
         if unanswered > 0 {
             tracing::warn!(unanswered, "closing sockets with handlers still running");
@@ -289,6 +303,23 @@ async fn ready(
 }
 
 impl Gateway {
+    /// Notes that a client event arrived now.
+    pub(crate) fn event_arrived(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_event_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long no client event has arrived.
+    fn quiet_for(&self) -> Duration {
+        let last = self
+            .last_event_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+
     /// Counts a socket of `user` in (`+1`) or out (`-1`).
     pub(crate) fn user_sockets(&self, user: &str, delta: isize) {
         if let Ok(mut map) = self.per_user.lock() {
