@@ -121,6 +121,10 @@ pub struct RedisRateLimiter {
     window: Duration,
     fallback: LocalRateLimiter,
     degraded: std::sync::atomic::AtomicBool,
+    /// While Redis does not answer, it is asked again only after this (ms after `started`):
+    /// sends do not each wait for a Redis that is away.
+    retry_after_ms: std::sync::atomic::AtomicU64,
+    started: Instant,
     nonce: std::sync::atomic::AtomicU64,
 }
 
@@ -142,6 +146,8 @@ impl RedisRateLimiter {
             window,
             fallback: LocalRateLimiter::new(messages, window),
             degraded: std::sync::atomic::AtomicBool::new(false),
+            retry_after_ms: std::sync::atomic::AtomicU64::new(0),
+            started: Instant::now(),
             nonce: std::sync::atomic::AtomicU64::new(rand::random()),
         });
         limiter.connect_in_background();
@@ -198,7 +204,24 @@ impl RedisRateLimiter {
         }
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     async fn check_redis(self: &std::sync::Arc<Self>, user: &str) -> Option<Result<(), Duration>> {
+        use std::sync::atomic::Ordering;
+        if self.elapsed_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let result = self.ask_redis(user).await;
+        if result.is_none() {
+            self.retry_after_ms
+                .store(self.elapsed_ms() + 1_000, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn ask_redis(self: &std::sync::Arc<Self>, user: &str) -> Option<Result<(), Duration>> {
         let mut conn = self.connection()?;
         let nonce = self
             .nonce
