@@ -116,8 +116,27 @@ pub async fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     handle(socket, "typing_start", typing_start);
     handle(socket, "typing_stop", typing_stop);
     handle(socket, "mark_as_read", mark_as_read);
+    socket.on_fallback(unknown_event);
     socket.on_disconnect(on_disconnect);
     gateway.watch(&Audience::User(user.to_owned())).await;
+}
+
+/// Any other event: its acknowledgement, if asked for, says `bad_request` (an unanswered ack
+/// would leave the client waiting for its timeout); the socket stays.
+async fn unknown_event(
+    socketioxide::extract::Event(name): socketioxide::extract::Event,
+    ack: AckSender,
+    State(gateway): State<Arc<Gateway>>,
+) {
+    gateway.event_arrived();
+    let shown: String = name.chars().take(64).collect();
+    answer(
+        ack,
+        "unknown",
+        Err(ChatError::bad_request(format!(
+            "event: `{shown}` is not an event of this API (see docs/events.md)"
+        ))),
+    );
 }
 
 /// Connect handler. Everything a socket needs was set up by the connect middleware, before

@@ -124,6 +124,14 @@ impl SioClient {
             .map_err(|e| e.to_string())
     }
 
+    /// Sends a raw binary WebSocket frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Emits `event` with `args` (each one an argument) and no acknowledgement.
     pub async fn emit_args(&mut self, event: &str, args: &[Value]) {
         let mut packet = vec![json!(event)];

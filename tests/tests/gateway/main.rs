@@ -9,6 +9,7 @@
 extern crate chat_tests;
 
 mod events;
+mod fuzz;
 mod handshake;
 mod limits;
 mod outage;
