@@ -197,6 +197,22 @@ pub struct OutboxRow {
     pub entries: Vec<(String, i64)>,
 }
 
+impl OutboxRow {
+    pub(crate) fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id: row.try_get("id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            entries: parse_outbox_entries(&row.try_get::<String, _>("entries")?),
+        })
+    }
+}
+
 /// The outbox rows to write for `changes` (each: a conversation and its cursors), as the
 /// JSON text of their entries.
 pub(crate) fn outbox_entries(cursors: &Cursors) -> String {

@@ -1063,14 +1063,8 @@ impl Store for PostgresStore {
         .await?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    conversation_id: r.try_get("conversation_id")?,
-                    entries: feed::parse_outbox_entries(&r.try_get::<String, _>("entries")?),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .map(OutboxRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|r| r.id);
         Ok(out)
     }
