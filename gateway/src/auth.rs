@@ -12,13 +12,18 @@ use std::sync::Arc;
 /// How long a handshake waits for presence before going on without it.
 const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The client address a socket was counted under (`MAX_SOCKETS_PER_IP`), in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketIp(pub std::net::IpAddr);
+
 /// The authenticated user of a socket, in its extensions.
 #[derive(Debug, Clone)]
 pub struct SocketUser(pub Arc<Caller>);
 
 /// Why a handshake was refused, as the client's `connect_error` message: `unauthorized`
 /// (why a token was refused is logged, not sent), or `rate_limited` when the user holds
-/// `MAX_SOCKETS_PER_USER` sockets on this replica already.
+/// `MAX_SOCKETS_PER_USER` sockets on this replica already (or its address
+/// `MAX_SOCKETS_PER_IP`).
 #[derive(Debug)]
 pub enum Refused {
     Unauthorized,
@@ -62,6 +67,15 @@ pub async fn authenticate(
             "handshake refused: too many sockets"
         );
         return Err(Refused::TooManySockets);
+    }
+    if gateway.max_sockets_per_ip > 0
+        && let Some(ip) = gateway.client_ip(socket.req_parts())
+    {
+        if gateway.sockets_from(ip) >= gateway.max_sockets_per_ip {
+            tracing::debug!(%ip, "handshake refused: too many sockets from this address");
+            return Err(Refused::TooManySockets);
+        }
+        socket.extensions.insert(SocketIp(ip));
     }
     crate::handlers::register(&socket, &gateway, &caller).await;
     let user = caller.id.as_str().to_owned();

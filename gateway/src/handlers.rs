@@ -152,6 +152,9 @@ pub async fn on_connect(
     }
     if let Some(SocketUser(caller)) = user {
         gateway.user_sockets(caller.id.as_str(), 1);
+        if let Some(crate::auth::SocketIp(ip)) = socket.extensions.get::<crate::auth::SocketIp>() {
+            gateway.ip_sockets(ip, 1);
+        }
         gateway
             .connected
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -183,6 +186,9 @@ pub(crate) async fn socket_gone(gateway: &Gateway, socket: &SocketRef) {
     };
     let _busy = Busy::new(&gateway.disconnecting);
     gateway.user_sockets(caller.id.as_str(), -1);
+    if let Some(crate::auth::SocketIp(ip)) = socket.extensions.get::<crate::auth::SocketIp>() {
+        gateway.ip_sockets(ip, -1);
+    }
     gateway
         .connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

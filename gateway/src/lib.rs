@@ -66,6 +66,10 @@ pub struct Gateway {
     pub(crate) connected: std::sync::atomic::AtomicUsize,
     /// Those sockets per user, for `MAX_SOCKETS_PER_USER`.
     pub(crate) per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// And per client address, for `MAX_SOCKETS_PER_IP`.
+    pub(crate) per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    pub(crate) max_sockets_per_ip: usize,
+    pub(crate) client_ip_header: Option<axum::http::HeaderName>,
     /// Set on SIGTERM: new Engine.IO sessions are refused (`503`, clients retry elsewhere)
     /// and readiness turns false.
     pub(crate) draining: std::sync::atomic::AtomicBool,
@@ -107,6 +111,12 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         started: std::time::Instant::now(),
         connected: std::sync::atomic::AtomicUsize::new(0),
         per_user: std::sync::Mutex::default(),
+        per_ip: std::sync::Mutex::default(),
+        max_sockets_per_ip: settings.max_sockets_per_ip,
+        client_ip_header: settings
+            .client_ip_header
+            .as_deref()
+            .and_then(|h| axum::http::HeaderName::from_bytes(h.trim().as_bytes()).ok()),
         draining: std::sync::atomic::AtomicBool::new(false),
         handshakes: std::sync::Mutex::default(),
     });
@@ -329,6 +339,45 @@ impl Gateway {
                 map.remove(user);
             }
         }
+    }
+
+    /// Counts a socket from `ip` in (`+1`) or out (`-1`).
+    pub(crate) fn ip_sockets(&self, ip: std::net::IpAddr, delta: isize) {
+        if let Ok(mut map) = self.per_ip.lock() {
+            let n = map.entry(ip).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// Sockets from `ip` on this replica.
+    pub(crate) fn sockets_from(&self, ip: std::net::IpAddr) -> usize {
+        self.per_ip
+            .lock()
+            .map_or(0, |map| map.get(&ip).copied().unwrap_or(0))
+    }
+
+    /// The client's address: the configured header's first address (a trusted proxy's), or
+    /// the peer's.
+    pub(crate) fn client_ip(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+        if let Some(header) = &self.client_ip_header {
+            return parts
+                .headers
+                .get(header)?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok();
+        }
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
     }
 
     /// Sockets `user` holds on this replica.

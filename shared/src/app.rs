@@ -338,11 +338,25 @@ pub async fn serve(
     events: Arc<dyn EventBus>,
     drain: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_until(listener, app, grace, events, drain, shutdown_signal()).await
+}
+
+/// [`serve`], stopping when `stop` completes instead of on a signal (tests stop one app of
+/// several in a process this way).
+pub async fn serve_until(
+    listener: Listener,
+    app: axum::Router,
+    grace: std::time::Duration,
+    events: Arc<dyn EventBus>,
+    drain: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use std::future::IntoFuture;
     let (signalled, signal) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let serving = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             let _ = signalled.send(tokio::time::Instant::now());
             drain.await;
         })

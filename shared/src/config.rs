@@ -114,6 +114,14 @@ pub struct Settings {
     /// Sockets one user may hold on one gateway replica at once.
     #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 50)]
     pub max_sockets_per_user: usize,
+    /// Sockets one client address may hold on one gateway replica at once; 0: no limit.
+    /// Behind a load balancer, set CLIENT_IP_HEADER too, or every client has its address.
+    #[arg(long, env = "MAX_SOCKETS_PER_IP", default_value_t = 0)]
+    pub max_sockets_per_ip: usize,
+    /// A request header that carries the client's address, set by a trusted proxy in front
+    /// (e.g. `x-forwarded-for`: its first address is taken). Unset: the peer's address.
+    #[arg(long, env = "CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// How long after sending a message its sender may edit or delete it, seconds.
     #[arg(long, env = "EDIT_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub edit_window_secs: u64,

@@ -23,6 +23,14 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's core (its service and store), for what a test does behind the API.
     pub core: Core,
+    /// Stops the server as SIGTERM stops a binary (see [`TestApp::shut_down`]).
+    #[allow(clippy::type_complexity)]
+    stop: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<std::io::Result<()>>,
+        )>,
+    >,
     verifier: Arc<JwtVerifier>,
     db_url: String,
     _db: Option<TestDb>,
@@ -84,6 +92,16 @@ impl TestApp {
         Self::boot(url, backend, flags, None).await
     }
 
+    /// Stops the server gracefully, as SIGTERM stops `chat-api`: no new connections, requests
+    /// in flight finish. Resolves when it has stopped.
+    pub async fn shut_down(&self) -> std::io::Result<()> {
+        let Some((stop, served)) = self.stop.lock().ok().and_then(|mut s| s.take()) else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        served.await.unwrap_or(Ok(()))
+    }
+
     /// Another replica on this app's database (for scaled mode: give both `--redis-url`).
     /// It must not outlive `self`, which owns the database.
     pub async fn replica(&self, flags: &[&str]) -> Self {
@@ -129,8 +147,22 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = axum::serve::Listener::local_addr(&listener).expect("local addr");
-        tokio::spawn(async move {
-            axum_serve(listener, app).await;
+        // Served as the binaries serve: until asked to stop, then gracefully.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let events = core.events.clone();
+        let served = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.await;
+            };
+            chat_shared::app::serve_until(
+                listener,
+                app,
+                std::time::Duration::from_secs(5),
+                events,
+                async {},
+                stop,
+            )
+            .await
         });
         let origin = format!("http://{addr}");
         eprintln!("[{}] TestApp at {origin}", backend.name());
@@ -140,6 +172,7 @@ impl TestApp {
             backend,
             clock,
             http: reqwest::Client::new(),
+            stop: std::sync::Mutex::new(Some((stop, served))),
             core,
             verifier,
             db_url: db_url.to_owned(),
@@ -227,12 +260,6 @@ impl TestApp {
             headers,
             body,
         }
-    }
-}
-
-async fn axum_serve(listener: chat_shared::app::Listener, app: axum::Router) {
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("test server stopped: {e}");
     }
 }
 

@@ -122,3 +122,60 @@ async fn a_user_holds_at_most_max_sockets_per_user_sockets() {
         }
     }
 }
+
+/// Sockets per client address: the peer's address, or the first address of a configured
+/// header set by a trusted proxy. Off by default (`MAX_SOCKETS_PER_IP=0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_address_holds_at_most_max_sockets_per_ip_sockets() {
+    // The peer's address: every test client is 127.0.0.1.
+    let direct = app(&["--max-sockets-per-ip", "2"]).await;
+    let _a = direct.socket("u_alice").await;
+    let b = direct.socket("u_bob").await;
+    let token = direct.token("u_carol");
+    match SioClient::handshake(&direct.origin, Some(json!({ "token": token })), "", &[]).await {
+        Handshake::Refused(message) => assert_eq!(message, "rate_limited"),
+        Handshake::Connected(_) => panic!("a third socket from 127.0.0.1 connected"),
+    }
+    b.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Handshake::Refused(_) =
+        SioClient::handshake(&direct.origin, Some(json!({ "token": token })), "", &[]).await
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Behind a proxy: the header's first address counts, not the proxy's.
+    let proxied = app(&[
+        "--max-sockets-per-ip",
+        "1",
+        "--client-ip-header",
+        "x-forwarded-for",
+    ])
+    .await;
+    let connect = |user: &str, from: &'static str| {
+        let token = proxied.token(user);
+        let origin = proxied.origin.clone();
+        async move {
+            SioClient::handshake(
+                &origin,
+                Some(json!({ "token": token })),
+                "",
+                &[("x-forwarded-for", from)],
+            )
+            .await
+        }
+    };
+    // Held open for the rest of the test (a dropped client closes its socket).
+    let first = connect("u_alice", "203.0.113.7, 10.0.0.1").await;
+    assert!(matches!(first, Handshake::Connected(_)));
+    let other = connect("u_bob", "198.51.100.2").await;
+    assert!(matches!(other, Handshake::Connected(_)));
+    match connect("u_carol", "203.0.113.7").await {
+        Handshake::Refused(message) => assert_eq!(message, "rate_limited"),
+        Handshake::Connected(_) => panic!("a second socket from 203.0.113.7 connected"),
+    }
+}
