@@ -804,6 +804,7 @@ if (LEG === 'scaled') {
       const alice = newUser('drain_alice');
       const bob = newUser('drain_bob');
       const conv = await createConversation(alice, [bob]);
+      const aliceStart = (await rest(env.rest, 'GET', '/sync', token(alice))).body.nextCursor;
       const a = await connect(gw3.url, alice, { label: 'alice (gw3, drained)' });
       const b = await connect(env.gw1, bob, { label: 'bob (gw1)' });
       const n = 30;
@@ -843,6 +844,12 @@ if (LEG === 'scaled') {
       const ids = b.received('new_message', forConversation(conv.id)).map((m) => m.id);
       assert.equal(new Set(ids).size, n, 'no duplicate deliveries');
       assert.equal(ids.length, n, 'each message once');
+      // The drained sender, reconnecting, finds its own sends in its feed: once each, in order.
+      const sync = await rest(env.rest, 'GET', `/sync?since=${encodeURIComponent(aliceStart)}&limit=500`, token(alice));
+      assert.equal(sync.status, 200, JSON.stringify(sync.body));
+      const own = sync.body.events.filter((e) => e.event === 'new_message').map((e) => e.data.id);
+      assert.equal(new Set(own).size, own.length, "alice's feed: each message once");
+      assert.deepEqual(new Set(own), new Set(settled.map((r) => r.value.message.id)), "alice's feed after the drain");
       await disconnect(b);
     });
   });

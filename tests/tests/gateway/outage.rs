@@ -129,6 +129,14 @@ async fn a_database_outage_under_a_stream_of_sends_loses_nothing() {
     };
     let app = TestApp::spawn_at(&pg.url(), Backend::Postgres, &[]).await;
     let conv = app.user("u_alice").conversation_with("u_bob").await;
+    let bob_start = app
+        .user("u_bob")
+        .call(reqwest::Method::GET, "/sync", None)
+        .await
+        .assert_status(200)["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let stop = stop.clone();
@@ -207,6 +215,37 @@ async fn a_database_outage_under_a_stream_of_sends_loses_nothing() {
     );
     assert!(unavailable > 0, "the outage was felt");
     assert_eq!(stored, acked, "every acknowledged message, once, in order");
+    // And the receiver's change feed has each of them once, in order.
+    let mut in_feed = Vec::new();
+    let mut cursor = bob_start;
+    loop {
+        let page = app
+            .user("u_bob")
+            .call(
+                reqwest::Method::GET,
+                &format!("/sync?since={cursor}&limit=500"),
+                None,
+            )
+            .await
+            .assert_status(200)
+            .clone();
+        in_feed.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event"] == "new_message")
+                .map(|e| e["data"]["id"].as_str().unwrap().to_owned()),
+        );
+        cursor = page["nextCursor"].as_str().unwrap().to_owned();
+        if page["hasMore"] == json!(false) {
+            break;
+        }
+    }
+    assert_eq!(
+        in_feed, acked,
+        "the feed: every acknowledged message, once, in order"
+    );
     assert_eq!(seqs, (1..=acked.len() as i64).collect::<Vec<_>>());
     assert!(slowest < BOUND, "an answer took {slowest:?}");
 }
