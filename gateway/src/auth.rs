@@ -77,10 +77,15 @@ pub async fn authenticate(
         }
         socket.extensions.insert(SocketIp(ip));
     }
+    // Counted now, before the client learns it is connected, so that its next handshake
+    // sees it; the disconnect handler (or, for a handshake that never completes, the presence
+    // loop) counts it out.
+    let ip = socket.extensions.get::<SocketIp>().map(|s| s.0);
+    gateway.socket_counted(caller.id.as_str(), ip, 1);
     crate::handlers::register(&socket, &gateway, &caller).await;
     let user = caller.id.as_str().to_owned();
     if let Ok(mut pending) = gateway.handshakes.lock() {
-        pending.insert(socket.id, (user.clone(), std::time::Instant::now()));
+        pending.insert(socket.id, (user.clone(), ip, std::time::Instant::now()));
     }
     // Presence is recorded, and announced, before the client learns it is connected: its
     // disconnect handler can only run after this, so "offline" always follows "online".

@@ -151,14 +151,6 @@ pub async fn on_connect(
         pending.remove(&socket.id);
     }
     if let Some(SocketUser(caller)) = user {
-        gateway.user_sockets(caller.id.as_str(), 1);
-        if let Some(crate::auth::SocketIp(ip)) = socket.extensions.get::<crate::auth::SocketIp>() {
-            gateway.ip_sockets(ip, 1);
-        }
-        gateway
-            .connected
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        gateway.core.metrics.sockets_connected.inc();
         tracing::debug!(user = caller.id.as_str(), sid = %socket.id, "socket connected");
     }
 }
@@ -185,14 +177,11 @@ pub(crate) async fn socket_gone(gateway: &Gateway, socket: &SocketRef) {
         return;
     };
     let _busy = Busy::new(&gateway.disconnecting);
-    gateway.user_sockets(caller.id.as_str(), -1);
-    if let Some(crate::auth::SocketIp(ip)) = socket.extensions.get::<crate::auth::SocketIp>() {
-        gateway.ip_sockets(ip, -1);
-    }
-    gateway
-        .connected
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    gateway.core.metrics.sockets_connected.dec();
+    let ip = socket
+        .extensions
+        .get::<crate::auth::SocketIp>()
+        .map(|s| s.0);
+    gateway.socket_counted(caller.id.as_str(), ip, -1);
     let user = caller.id.as_str();
     let sid = socket.id.to_string();
     gateway.typing.socket_gone(&sid);

@@ -48,6 +48,10 @@ pub fn conversation_room(conversation: &str) -> String {
     format!("c:{conversation}")
 }
 
+/// A socket admitted by the connect middleware whose connect handler has not run yet: its
+/// user, its counted address, and when it was admitted.
+pub(crate) type Handshake = (String, Option<std::net::IpAddr>, std::time::Instant);
+
 /// What the socket handlers share.
 pub struct Gateway {
     pub core: Core,
@@ -76,8 +80,7 @@ pub struct Gateway {
     /// Sockets set up by the connect middleware whose connect handler has not run yet. A
     /// transport that dies during the handshake never gets a disconnect handler; these are
     /// undone by the presence loop instead.
-    pub(crate) handshakes:
-        std::sync::Mutex<std::collections::HashMap<Sid, (String, std::time::Instant)>>,
+    pub(crate) handshakes: std::sync::Mutex<std::collections::HashMap<Sid, Handshake>>,
 }
 
 /// A running gateway: its route (to merge into a router) and its Socket.IO handle.
@@ -330,6 +333,23 @@ impl Gateway {
             .saturating_sub(Duration::from_millis(last))
     }
 
+    /// Counts a socket in (`+1`, when its handshake is admitted) or out (`-1`, when it is
+    /// gone): per user, per address, in all, and on `/metrics`.
+    pub(crate) fn socket_counted(&self, user: &str, ip: Option<std::net::IpAddr>, delta: isize) {
+        use std::sync::atomic::Ordering;
+        self.user_sockets(user, delta);
+        if let Some(ip) = ip {
+            self.ip_sockets(ip, delta);
+        }
+        if delta > 0 {
+            self.connected.fetch_add(1, Ordering::Relaxed);
+            self.core.metrics.sockets_connected.inc();
+        } else {
+            self.connected.fetch_sub(1, Ordering::Relaxed);
+            self.core.metrics.sockets_connected.dec();
+        }
+    }
+
     /// Counts a socket of `user` in (`+1`) or out (`-1`).
     pub(crate) fn user_sockets(&self, user: &str, delta: isize) {
         if let Ok(mut map) = self.per_user.lock() {
@@ -430,24 +450,25 @@ impl Gateway {
     /// Undoes what the connect middleware set up for sockets whose handshake never completed
     /// (their connect handler did not run within a few seconds and they are gone).
     async fn abandoned_handshakes(&self, io: &SocketIo) {
-        let stale: Vec<(Sid, String)> = match self.handshakes.lock() {
+        let stale: Vec<(Sid, String, Option<std::net::IpAddr>)> = match self.handshakes.lock() {
             Ok(mut map) => {
                 let old: Vec<Sid> = map
                     .iter()
-                    .filter(|(_, (_, at))| at.elapsed() > Duration::from_secs(10))
+                    .filter(|(_, (_, _, at))| at.elapsed() > Duration::from_secs(10))
                     .map(|(sid, _)| *sid)
                     .collect();
                 old.into_iter()
-                    .filter_map(|sid| map.remove(&sid).map(|(user, _)| (sid, user)))
+                    .filter_map(|sid| map.remove(&sid).map(|(user, ip, _)| (sid, user, ip)))
                     .collect()
             }
             Err(_) => return,
         };
-        for (sid, user) in stale {
+        for (sid, user, ip) in stale {
             if io.get_socket(sid).is_some() {
                 continue;
             }
             tracing::debug!(user, %sid, "undoing a handshake that never completed");
+            self.socket_counted(&user, ip, -1);
             self.unwatch(&Audience::User(user.clone()));
             handlers::gone_offline(self, &user, &sid.to_string()).await;
         }
