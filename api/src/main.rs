@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 const DEFAULT_PORT: u16 = 8000;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    chat_shared::app::report(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let Some(settings) = run_cli(Mode::Scaled).await? else {
         return Ok(());
     };

@@ -4,7 +4,11 @@ use chat_shared::app::{Core, Mode, run_cli};
 use std::net::SocketAddr;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    chat_shared::app::report(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let Some(settings) = run_cli(Mode::Scaled).await? else {
         return Ok(());
     };

@@ -383,6 +383,18 @@ pub async fn serve_until(
     Ok(())
 }
 
+/// The end of `main`: exit 0, or the error's messages on stderr and exit 1. No backtrace (even
+/// with `RUST_BACKTRACE=1`): at start-up the message says what to fix, e.g. the setting.
+pub fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Accepted connections of [`listen`]: TCP with Nagle's algorithm off.
 pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
 

@@ -447,3 +447,58 @@ fn redis_ping(url: &str) -> Result<(), String> {
         Err(format!("PING answered {answer:?}"))
     }
 }
+
+/// A setting that cannot work stops each binary at start with a message that names it, and
+/// no backtrace even with `RUST_BACKTRACE=1`; a secret never appears in what is printed.
+#[test]
+fn invalid_settings_stop_the_binaries_with_a_message_naming_them() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = binaries();
+    let secret = "a-secret-that-must-not-be-printed";
+    let run = |bin: &str, args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(dir.join(bin));
+        command
+            .args(args)
+            .env_clear()
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().expect("the binary runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (bin, args, env, names) in [
+        (
+            "chat-api",
+            vec!["--request-timeout-ms", "5"],
+            vec![("JWT_SECRET", secret)],
+            "REQUEST_TIMEOUT_MS",
+        ),
+        (
+            "chat-gateway",
+            vec!["--database-url", "mysql://nope"],
+            vec![("JWT_SECRET", secret)],
+            "DATABASE_URL",
+        ),
+        ("chat-gateway", vec![], vec![], "JWT_SECRET"),
+        (
+            "chat",
+            vec!["--max-sockets-per-user", "0"],
+            vec![("JWT_SECRET", secret)],
+            "MAX_SOCKETS_PER_USER",
+        ),
+    ] {
+        let (code, stderr) = run(bin, &args, &env);
+        assert_eq!(code, Some(1), "{bin} {args:?}: {stderr}");
+        assert!(stderr.contains(names), "{bin} {args:?}: {stderr}");
+        assert!(!stderr.contains("backtrace"), "{bin} {args:?}: {stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "{bin} {args:?} printed the secret: {stderr}"
+        );
+    }
+}
