@@ -7,8 +7,8 @@
 //!
 //! Two buses implement [`EventBus`]: [`LocalBus`] inside one process (the embedded default)
 //! and [`crate::redis_bus::RedisBus`] across processes (scaled mode). Publishing never blocks
-//! and never fails the caller: the change is already committed, and a client that missed an
-//! event catches up through the API.
+//! and never fails the caller: the change is already committed (with its feed entries and, when
+//! scaled, its outbox row), and a client that missed an event recovers it from its change feed.
 
 use serde::Serialize;
 use std::sync::Arc;

@@ -11,7 +11,9 @@
 //! Both directions survive a Redis restart: the publisher keeps its batch and retries on a
 //! reconnecting connection manager (events published meanwhile wait in a bounded queue), and
 //! the subscriber reconnects with backoff and resubscribes to every watched channel. Events
-//! published while the subscriber was away are not replayed; clients catch up through the API.
+//! published while the subscriber was away are not replayed; clients catch up through the
+//! change feed (`GET /sync`). Events that never reached Redis are published again from the
+//! outbox (see `ChatService::relay_outbox`).
 
 use crate::events::{Audience, DELIVERY_QUEUE, Event, EventBus, Watched};
 use crate::metrics::BusMetrics;
