@@ -74,6 +74,10 @@ pub fn router_with(core: Core, settings: &Settings, extra: Router) -> Router {
         // Everything above answers within the timeout; not /metrics, nor Socket.IO's
         // long-polling requests (merged in below), which wait on purpose.
         .layer(axum::middleware::from_fn_with_state(timeout, deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            state.core.metrics.clone(),
+            chat_shared::metrics::count_http,
+        ))
         .route(
             "/metrics",
             get(chat_shared::metrics::handler).with_state(state.core.metrics.clone()),

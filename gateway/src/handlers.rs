@@ -130,13 +130,12 @@ async fn unknown_event(
 ) {
     gateway.event_arrived();
     let shown: String = name.chars().take(64).collect();
-    answer(
-        ack,
-        "unknown",
-        Err(ChatError::bad_request(format!(
-            "event: `{shown}` is not an event of this API (see docs/events.md)"
-        ))),
-    );
+    let result = Err(ChatError::bad_request(format!(
+        "event: `{shown}` is not an event of this API (see docs/events.md)"
+    )));
+    // One label for every unknown name: a client cannot grow the metrics without bound.
+    count(&gateway, "unknown", &result);
+    answer(ack, "unknown", result);
 }
 
 /// Connect handler. Everything a socket needs was set up by the connect middleware, before
@@ -262,10 +261,28 @@ where
                             })
                     }
                 };
+                count(&counted, event, &result);
                 answer(ack, event, result);
             }
         },
     );
+}
+
+/// Counts a client event by name and outcome on `/metrics`.
+fn count(gateway: &Gateway, event: &str, result: &ChatResult<Value>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    gateway
+        .core
+        .metrics
+        .socket_events
+        .get_or_create(&chat_shared::metrics::EventLabels {
+            event: event.to_owned(),
+            outcome: outcome.to_owned(),
+        })
+        .inc();
 }
 
 /// The acknowledgement: `{ ok: true, ...fields }` or `{ ok: false, error }`.

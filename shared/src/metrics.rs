@@ -4,8 +4,10 @@
 //! global recorder, so that replicas booted side by side in one test process keep separate
 //! figures.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -23,11 +25,31 @@ pub struct BusMetrics {
     pub channels: Gauge,
 }
 
+/// An HTTP answer: the route as declared (`/api/v1/chat/conversations/{id}`, not the id), the
+/// method and the status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+/// A client event and how it was answered: `ok` or the error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+    pub outcome: String,
+}
+
 /// Every figure this process exports. Cheap to clone: each handle is shared.
 #[derive(Clone)]
 pub struct Metrics {
     pub messages_persisted: Counter,
     pub sockets_connected: Gauge,
+    /// REST answers by route, method and status (rate-limited and refused ones included).
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Socket.IO client events by name and outcome.
+    pub socket_events: Family<EventLabels, Counter>,
     /// Outbox rows waiting for their events to reach Redis (scaled mode).
     pub outbox_backlog: Gauge,
     pub bus: BusMetrics,
@@ -45,6 +67,8 @@ impl Metrics {
         let messages_persisted = Counter::default();
         let sockets_connected = Gauge::default();
         let outbox_backlog = Gauge::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let socket_events = Family::<EventLabels, Counter>::default();
         let bus = BusMetrics::default();
         let mut registry = Registry::with_prefix("chat");
         registry.register(
@@ -56,6 +80,16 @@ impl Metrics {
             "sockets_connected",
             "Socket.IO sockets connected to this process",
             sockets_connected.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "REST answers by route, method and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "socket_events",
+            "Socket.IO client events by name and outcome (ok, or the error code)",
+            socket_events.clone(),
         );
         registry.register(
             "outbox_backlog",
@@ -90,6 +124,8 @@ impl Metrics {
         Self {
             messages_persisted,
             sockets_connected,
+            http_requests,
+            socket_events,
             outbox_backlog,
             bus,
             registry: Arc::new(registry),
@@ -103,6 +139,29 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Counts every answer of the router it wraps by its declared route, method and status.
+pub async fn count_http(
+    axum::extract::State(metrics): axum::extract::State<Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 /// The content type of [`Metrics::render`]'s text.

@@ -159,6 +159,34 @@ async fn thousands_of_odd_packets_are_answered_and_the_socket_stays() {
         "memory grew by {} KiB",
         rss_after - rss_before
     );
+    // The outcomes are on /metrics, unknown names under one label.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.origin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unknown = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"chat_socket_events_total{event="unknown",outcome="bad_request"}"#)
+        })
+        .unwrap_or_else(|| panic!("unknown events not counted:\n{metrics}"));
+    assert!(!unknown.ends_with(" 0"), "{unknown}");
+    assert!(
+        !metrics.contains("no_such_event"),
+        "a client-chosen name became a label"
+    );
+    assert!(
+        metrics.contains(
+            r#"chat_socket_events_total{event="join_conversation",outcome="not_found"} "#
+        ),
+        "{metrics}"
+    );
+
     // The socket still works, and so does everyone else's.
     let ack = alice
         .call("join_conversation", json!({ "conversationId": conv }))

@@ -359,6 +359,13 @@ async fn same_client_message_id_from_the_same_sender_is_one_message(app: TestApp
         text.lines().any(|l| l == "chat_messages_persisted_total 3"),
         "{text}"
     );
+    // Answers are counted by declared route (not by id), method and status.
+    let created = r#"chat_http_requests_total{method="POST",route="/api/v1/chat/conversations/{id}/messages",status="201"} 3"#;
+    let retried = r#"chat_http_requests_total{method="POST",route="/api/v1/chat/conversations/{id}/messages",status="200"} 4"#;
+    for line in [created, retried] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(!text.contains(&id), "an id in the labels: {text}");
 }
 
 async fn client_message_id_reused_in_another_conversation_is_a_conflict(app: TestApp) {
