@@ -298,6 +298,16 @@ impl UserClient<'_> {
             .await
     }
 
+    /// The current end of this user's change feed (`GET /sync` without `since`): the cursor
+    /// to sync from later.
+    pub async fn feed_end(&self) -> String {
+        let res = self.call(Method::GET, "/sync", None).await;
+        res.assert_status(200)["nextCursor"]
+            .as_str()
+            .expect("nextCursor")
+            .to_owned()
+    }
+
     pub async fn list_conversations(&self, query: &str) -> TestResponse {
         self.call(Method::GET, &format!("/conversations{query}"), None)
             .await

@@ -129,14 +129,7 @@ async fn a_database_outage_under_a_stream_of_sends_loses_nothing() {
     };
     let app = TestApp::spawn_at(&pg.url(), Backend::Postgres, &[]).await;
     let conv = app.user("u_alice").conversation_with("u_bob").await;
-    let bob_start = app
-        .user("u_bob")
-        .call(reqwest::Method::GET, "/sync", None)
-        .await
-        .assert_status(200)["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_start = app.user("u_bob").feed_end().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let stop = stop.clone();

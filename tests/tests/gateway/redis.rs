@@ -55,14 +55,7 @@ async fn events_cross_replicas(backend: Backend) {
     wait_ready(&one).await;
     wait_ready(&two).await;
     let conv = one.user("u_alice").conversation_with("u_bob").await;
-    let bob_start = one
-        .user("u_bob")
-        .call(reqwest::Method::GET, "/sync", None)
-        .await
-        .assert_status(200)["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_start = one.user("u_bob").feed_end().await;
     let mut alice = one.socket("u_alice").await;
     let mut bob = two.socket("u_bob").await;
     let mut bob_here = one.socket("u_bob").await;
@@ -415,14 +408,7 @@ async fn a_redis_outage_under_traffic_loses_nothing() {
     wait_ready(&one).await;
     wait_ready(&two).await;
     let conv = one.user("u_alice").conversation_with("u_bob").await;
-    let start = one
-        .user("u_bob")
-        .call(reqwest::Method::GET, "/sync", None)
-        .await
-        .assert_status(200)["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = one.user("u_bob").feed_end().await;
     let mut bob = two.socket("u_bob").await;
     let alice = one.user("u_alice");
     let mut sent = Vec::new();

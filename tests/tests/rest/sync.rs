@@ -69,14 +69,8 @@ async fn without_since_the_feed_starts_at_its_end(app: TestApp) {
 async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
     let alice = app.user("u_alice");
     let bob = app.user("u_bob");
-    let start = sync(&bob, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let alice_start = sync(&alice, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = bob.feed_end().await;
+    let alice_start = alice.feed_end().await;
     let id = alice.conversation_with("u_bob").await;
     let first = alice.say(&id, "is it free?").await;
     let second = alice.say(&id, "and the garden?").await;
@@ -173,10 +167,7 @@ async fn every_kind_of_change_comes_back_in_order_once(app: TestApp) {
 async fn pages_follow_next_cursor_without_gaps_or_repeats(app: TestApp) {
     let alice = app.user("u_alice");
     let bob = app.user("u_bob");
-    let start = sync(&bob, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = bob.feed_end().await;
     let id = alice.conversation_with("u_bob").await;
     let mut sent = Vec::new();
     for i in 0..10 {
@@ -210,19 +201,13 @@ async fn pages_follow_next_cursor_without_gaps_or_repeats(app: TestApp) {
 async fn each_user_has_their_own_feed(app: TestApp) {
     let alice = app.user("u_alice");
     let carol = app.user("u_carol");
-    let carol_start = sync(&carol, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let carol_start = carol.feed_end().await;
     let id = alice.conversation_with("u_bob").await;
     alice.say(&id, "not for carol").await;
     let page = sync(&carol, &format!("?since={carol_start}")).await;
     assert_eq!(page["events"], json!([]), "a stranger's feed gets nothing");
     // A cursor of alice's feed is refused in carol's.
-    let alices = sync(&alice, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alices = alice.feed_end().await;
     carol
         .call(Method::GET, &format!("/sync?since={alices}"), None)
         .await
@@ -231,10 +216,7 @@ async fn each_user_has_their_own_feed(app: TestApp) {
 
 async fn bad_cursors_and_limits_are_400(app: TestApp) {
     let alice = app.user("u_alice");
-    let end = sync(&alice, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let end = alice.feed_end().await;
     let (pos, tag) = end.split_once('.').unwrap();
     let future = format!("{}.{tag}", pos.parse::<i64>().unwrap() + 5);
     for query in [
@@ -263,16 +245,10 @@ async fn bad_cursors_and_limits_are_400(app: TestApp) {
 
 async fn a_pruned_cursor_is_410_sync_expired(app: TestApp) {
     let alice = app.user("u_alice");
-    let start = sync(&alice, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = alice.feed_end().await;
     let id = alice.conversation_with("u_bob").await;
     alice.say(&id, "old").await;
-    let middle = sync(&alice, "").await["nextCursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let middle = alice.feed_end().await;
     // A day and a bit later the old entries go; a new one stays.
     app.clock.advance(Duration::from_secs(25 * 3600));
     let recent = alice.say(&id, "recent").await;
