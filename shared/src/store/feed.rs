@@ -12,6 +12,14 @@ use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::{BTreeMap, HashMap};
 
+/// Both backends' queries (`$1` the user, `$2` after which position, `$3` how many), and the
+/// participants a change's entries go to (`$1` the conversation).
+pub(crate) const FEED_HEAD_SQL: &str = "select pos from feed_heads where user_id = $1";
+pub(crate) const FEED_PAGE_SQL: &str = "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
+     where user_id = $1 and pos > $2 order by pos limit $3";
+pub(crate) const RECIPIENTS_SQL: &str =
+    "select user_id from participants where conversation_id = $1 order by user_id";
+
 /// What an entry records. The payload is built when the feed is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FeedKind {

@@ -254,12 +254,10 @@ async fn append_for_participants(
     tx: &mut sqlx::SqliteConnection,
     template: &FeedWrite,
 ) -> StoreResult<Cursors> {
-    let users: Vec<String> = sqlx::query_scalar(
-        "select user_id from participants where conversation_id = $1 order by user_id",
-    )
-    .bind(&template.conversation_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let users: Vec<String> = sqlx::query_scalar(feed::RECIPIENTS_SQL)
+        .bind(&template.conversation_id)
+        .fetch_all(&mut *tx)
+        .await?;
     let writes = FeedWrite::for_each(users.iter().map(String::as_str), template);
     let positions = append_feed(tx, &writes).await?;
     Ok(feed::cursors(&writes, &positions))
@@ -977,19 +975,16 @@ impl Store for SqliteStore {
     }
 
     async fn feed(&self, user: &str, since: i64, limit: i64) -> StoreResult<FeedPage> {
-        let head: Option<i64> = sqlx::query_scalar("select pos from feed_heads where user_id = $1")
+        let head: Option<i64> = sqlx::query_scalar(feed::FEED_HEAD_SQL)
             .bind(user)
             .fetch_optional(&self.reader)
             .await?;
-        let rows = sqlx::query(
-            "select pos, kind, conversation_id, message_id, actor, seq, at from feed \
-             where user_id = $1 and pos > $2 order by pos limit $3",
-        )
-        .bind(user)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(feed::FEED_PAGE_SQL)
+            .bind(user)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(FeedPage {
             head: head.unwrap_or(0),
             entries: rows
