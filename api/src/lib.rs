@@ -95,7 +95,15 @@ async fn deadline(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match chat_shared::deadline::within(timeout, next.run(request)).await {
+    // The request's id is the trace id of the events it announces.
+    let trace: std::sync::Arc<str> = request
+        .headers()
+        .get(&chat_shared::http::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .into();
+    let work = chat_shared::trace::within(trace, next.run(request));
+    match chat_shared::deadline::within(timeout, work).await {
         Some(response) => response,
         None => {
             tracing::warn!(

@@ -3,20 +3,45 @@
 //! goes to the conversation room minus the typer's sockets. The payload arrives as JSON text
 //! and goes out as that text (a `RawValue`): socketioxide writes it into the packet once per
 //! broadcast without a parse and a second serialisation.
+//!
+//! Each delivery runs in a `deliver` span with the trace id of the request or client event that
+//! made the event (on whichever process), and is counted on `/metrics` with its latency.
 
 use crate::{conversation_room, user_room};
-use chat_shared::events::{Audience, Event};
+use chat_shared::events::{Audience, Event, now_us};
+use chat_shared::metrics::{EventName, Metrics};
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
-pub async fn run(io: SocketIo, mut events: mpsc::Receiver<Event>) {
+pub async fn run(io: SocketIo, mut events: mpsc::Receiver<Event>, metrics: Metrics) {
     while let Some(event) = events.recv().await {
-        deliver(&io, event).await;
+        let span = tracing::debug_span!(
+            "deliver",
+            event = %event.name,
+            trace_id = event.trace.as_deref().unwrap_or(""),
+        );
+        let made_at_us = event.made_at_us;
+        let name = event.name.clone();
+        if deliver(&io, event).instrument(span).await {
+            metrics
+                .events_sent
+                .get_or_create(&EventName { event: name })
+                .inc();
+            if made_at_us > 0 {
+                let micros = now_us().saturating_sub(made_at_us).max(0);
+                #[allow(clippy::cast_precision_loss)]
+                metrics
+                    .bus_delivery_latency
+                    .observe(micros as f64 / 1_000_000.0);
+            }
+        }
     }
     tracing::debug!("event bus closed: delivery stopped");
 }
 
-async fn deliver(io: &SocketIo, event: Event) {
+/// Emits `event` to this replica's sockets of its audience; `false` when it has none here.
+async fn deliver(io: &SocketIo, event: Event) -> bool {
     let room = match &event.audience {
         Audience::User(user) => user_room(user),
         Audience::Conversation(conversation) => conversation_room(conversation),
@@ -25,7 +50,7 @@ async fn deliver(io: &SocketIo, event: Event) {
     // `io.to` panics once the server is closed: events announced by the disconnects of a
     // drain have no socket of this replica left to go to.
     let Some(namespace) = io.of("/") else {
-        return;
+        return false;
     };
     let target = || {
         let to = namespace.clone().to(room.clone());
@@ -36,7 +61,7 @@ async fn deliver(io: &SocketIo, event: Event) {
     };
     // The in-process bus hands over every event; most users have no socket here.
     if target().sockets().is_empty() {
-        return;
+        return false;
     }
     // Spliced as it is, not parsed into a tree and written again for every recipient room.
     let text = event.delivered_payload();
@@ -44,7 +69,7 @@ async fn deliver(io: &SocketIo, event: Event) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(event = %event.name, error = %e, "undeliverable payload");
-            return;
+            return false;
         }
     };
     if let Err(e) = target().emit(event.name.as_str(), payload).await {
@@ -52,4 +77,6 @@ async fn deliver(io: &SocketIo, event: Event) {
         // (a client far behind) is that client's loss, recovered through the API.
         tracing::debug!(event = %event.name, error = %e, "event not delivered to every socket");
     }
+    tracing::debug!("delivered");
+    true
 }

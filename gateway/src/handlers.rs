@@ -20,6 +20,7 @@ use socketioxide::socket::DisconnectReason;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 /// Conversations this socket joined (and so watches on the bus). Closed by the disconnect
 /// handler: a join still in flight then adds nothing, so no watch outlives the socket.
@@ -229,7 +230,16 @@ where
               ack: AckSender,
               State(gateway): State<Arc<Gateway>>| {
             let f = f.clone();
-            async move {
+            // Every log line of the event carries the socket and a trace id, which the
+            // events it announces take across the bus (see `chat_shared::trace`).
+            let trace = chat_shared::trace::new_id();
+            let span = tracing::info_span!(
+                "socket_event",
+                event,
+                socket_id = %socket.id,
+                trace_id = %trace,
+            );
+            let work = async move {
                 let counted = Arc::clone(&gateway);
                 counted.event_arrived();
                 let _busy = Busy::new(&counted.in_flight);
@@ -263,7 +273,8 @@ where
                 };
                 count(&counted, event, &result);
                 answer(ack, event, result);
-            }
+            };
+            chat_shared::trace::within(trace, work).instrument(span)
         },
     );
 }
@@ -272,8 +283,12 @@ where
 fn count(gateway: &Gateway, event: &str, result: &ChatResult<Value>) {
     let outcome = match result {
         Ok(_) => "ok",
-        Err(e) => e.code.as_str(),
+        Err(e) => {
+            gateway.core.metrics.reject("socket", e.code.as_str());
+            e.code.as_str()
+        }
     };
+    tracing::debug!(outcome, "event answered");
     gateway
         .core
         .metrics

@@ -153,7 +153,11 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         gateway.core.events.take_receiver().ok_or_else(|| {
             anyhow::anyhow!("the event bus already has a gateway in this process")
         })?;
-    tokio::spawn(delivery::run(io.clone(), receiver));
+    tokio::spawn(delivery::run(
+        io.clone(),
+        receiver,
+        gateway.core.metrics.clone(),
+    ));
     tokio::spawn(keep_presence(gateway.clone(), io.clone(), presence_ttl / 3));
 
     let router = Router::new().route_service(SOCKET_PATH, service).layer(

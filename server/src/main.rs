@@ -52,14 +52,23 @@ async fn run() -> anyhow::Result<()> {
     } else {
         format!("curl -H \"Authorization: Bearer <a token signed by your platform's key>\" {url}")
     };
-    eprintln!(
-        "\n  Chat is up on http://{host}:{port}\n  \
+    if settings.log_format == "json" {
+        // Nothing but JSON lines on stderr: log collectors parse every line. No token here.
+        tracing::info!(
+            url = %format!("http://{host}:{}", local.port()),
+            docs = "/api/v1/chat/docs",
+            "chat is up"
+        );
+    } else {
+        eprintln!(
+            "\n  Chat is up on http://{host}:{port}\n  \
          Try it:  {try_it}\n  \
          Tokens:  cargo run --release -- token <user-id>\n  \
          Socket.IO: io(\"http://{host}:{port}\", {{ auth: {{ token }} }})  (events: docs/events.md)\n  \
          API docs: http://{host}:{port}/api/v1/chat/docs\n",
-        port = local.port()
-    );
+            port = local.port()
+        );
+    }
     let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs);
     chat_shared::app::serve(listener, app, grace, events, async move {
         gateway.shutdown(grace).await;

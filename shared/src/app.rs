@@ -56,6 +56,8 @@ impl Core {
                 )
             })?;
         tracing::info!(backend = store.backend(), "database ready");
+        let metrics = Metrics::new();
+        let store = store::Timed::wrap(store, metrics.db_query.clone());
         let limits = settings.limits();
         // The per-user message limit: in Redis when scaled, so that it holds across replicas;
         // in-process in the embedded default.
@@ -74,7 +76,6 @@ impl Core {
                 limits.rate_limit_window,
             )),
         };
-        let metrics = Metrics::new();
         // Scaled mode: changes record outbox rows, deleted once Redis took their events.
         let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
         store.record_outbox(settings.redis_url.is_some());

@@ -49,13 +49,18 @@ pub struct Settings {
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
     /// `sqlite:<path>` (embedded default) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/chat.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Database connections per process.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
     /// Redis for the event bus and presence across replicas (scaled mode).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel, so several deployments can share one Redis.
     #[arg(long, env = "REDIS_PREFIX", default_value = "chat")]
@@ -345,6 +350,55 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
+
+    /// Every setting is in the README's configuration table, and `--help` names each one's
+    /// variable without printing the value of one that may hold a secret.
+    #[test]
+    fn every_setting_is_documented_and_help_keeps_secrets() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or("");
+        let mut command = Cli::command();
+        let mut undocumented = Vec::new();
+        let mut names = 0;
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            names += 1;
+            if !table
+                .lines()
+                .any(|l| l.starts_with('|') && l.contains(&format!("`{env}`")))
+            {
+                undocumented.push(env.to_owned());
+            }
+        }
+        assert!(names >= 30, "only {names} settings found");
+        assert!(
+            undocumented.is_empty(),
+            "not in the README table: {undocumented:?}"
+        );
+        // clap prints `[env: NAME=value]` for a variable that is set, unless told not to.
+        for secret_arg in ["jwt_secret", "jwt_public_key", "database_url", "redis_url"] {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == secret_arg)
+                .expect("the argument exists");
+            assert!(
+                arg.is_hide_env_values_set(),
+                "{secret_arg} would print its value in --help"
+            );
+        }
+        let help = command.render_long_help().to_string();
+        assert!(
+            help.contains("JWT_SECRET") && help.contains("REQUEST_TIMEOUT_MS"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -53,6 +53,18 @@ pub struct Event {
     /// On the last event of a change that has an outbox row (scaled mode): once this event is
     /// on Redis, so are the change's others, and the row can go. Not sent anywhere.
     pub outbox: Option<i64>,
+    /// The trace id of the request or socket event that made it ([`crate::trace`]).
+    pub trace: Option<Arc<str>>,
+    /// When it was made, in microseconds since the Unix epoch (wall clock: it is compared
+    /// on another process), for the publish-to-deliver latency.
+    pub made_at_us: i64,
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl Event {
@@ -65,6 +77,8 @@ impl Event {
         let Some(payload) = to_json(name, payload) else {
             return Vec::new();
         };
+        let trace = crate::trace::current();
+        let made_at_us = now_us();
         users
             .into_iter()
             .map(|user| Self {
@@ -74,6 +88,8 @@ impl Event {
                 except_user: None,
                 cursor: None,
                 outbox: None,
+                trace: trace.clone(),
+                made_at_us,
             })
             .collect()
     }
@@ -132,6 +148,8 @@ impl Event {
             except_user: except_user.map(str::to_owned),
             cursor: None,
             outbox: None,
+            trace: crate::trace::current(),
+            made_at_us: now_us(),
         })
     }
 }

@@ -60,6 +60,8 @@ impl IntoResponse for ApiError {
             code,
         };
         let mut response = (status, axum::Json(body)).into_response();
+        // For `/metrics`: refused requests by code.
+        response.extensions_mut().insert(code);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

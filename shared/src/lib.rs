@@ -15,4 +15,5 @@ pub mod redis_bus;
 pub mod service;
 pub mod store;
 pub mod time;
+pub mod trace;
 pub mod wire;

@@ -51,6 +51,12 @@ struct Envelope<'a> {
     /// The recipient's feed cursor, when the event has one.
     #[serde(default)]
     c: Option<&'a str>,
+    /// The trace id of the request that made the event.
+    #[serde(default)]
+    t: Option<&'a str>,
+    /// When it was made (microseconds since the Unix epoch).
+    #[serde(default)]
+    m: i64,
     #[serde(borrow)]
     d: &'a RawValue,
 }
@@ -188,9 +194,13 @@ fn envelope(event: &Event, id: EventId) -> Option<String> {
         Some(cursor) => format!(r#","c":{}"#, serde_json::to_string(cursor).ok()?),
         None => String::new(),
     };
+    let trace = match &event.trace {
+        Some(trace) => format!(r#","t":{}"#, serde_json::to_string(trace).ok()?),
+        None => String::new(),
+    };
     Some(format!(
-        r#"{{"i":[{},{}],"e":{name}{except}{cursor},"d":{}}}"#,
-        id.0, id.1, event.payload
+        r#"{{"i":[{},{}],"e":{name}{except}{cursor}{trace},"m":{},"d":{}}}"#,
+        id.0, id.1, event.made_at_us, event.payload
     ))
 }
 
@@ -210,6 +220,8 @@ fn decode(prefix: &str, channel: &str, payload: &[u8]) -> Option<(Event, Option<
         except_user: envelope.x.map(str::to_owned),
         cursor: envelope.c.map(str::to_owned),
         outbox: None,
+        trace: envelope.t.map(Into::into),
+        made_at_us: envelope.m,
     };
     Some((event, envelope.i))
 }
@@ -589,6 +601,9 @@ mod tests {
         let mut mine =
             Event::to_user("u1", "new_message", &serde_json::json!({"id": "m"})).expect("event");
         mine.cursor = Some("3.abcd".to_owned());
+        // And the trace id of the request that made it, and when.
+        mine.trace = Some("req-9".into());
+        assert!(mine.made_at_us > 1_700_000_000_000_000);
         let body = envelope(&mine, (7, 43)).expect("envelope");
         let back = decode("chat", "chat:u:u1", body.as_bytes()).expect("decodes");
         assert_eq!(back, (mine, Some((7, 43))));

@@ -148,6 +148,61 @@ describe(`chat e2e, ${LEG} leg`, { concurrency: true }, () => {
   });
 
   describe('sequential', { concurrency: 1 }, () => {
+    test('logs: JSON lines; a request id and a socket event follow their events to the delivering gateway', async () => {
+      const alice = newUser('tr_alice');
+      const bob = newUser('tr_bob');
+      const conv = await createConversation(alice, [bob]);
+      const a = await connect(env.gw1, alice);
+      const b = await connect(env.gw2, bob);
+      // Over REST, with the caller's own x-request-id.
+      const requestId = `trace-${RUN_TAG}`;
+      const since = b.mark();
+      const res = await rest(env.rest, 'POST', `/conversations/${conv.id}/messages`, token(alice), { content: 'traced' }, { 'x-request-id': requestId });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      await b.waitFor('new_message', byId(res.body.id), { since, what: 'the REST message' });
+      // Over Socket.IO: the event's trace id is in the sending gateway's log.
+      const sent = await a.ack('send_message', { conversationId: conv.id, content: 'traced too' });
+      assertOk(sent, 'send_message');
+      await b.waitFor('new_message', byId(sent.message.id), { since, what: 'the socket message' });
+      // Bob's gateway (gateway 2 when scaled) logs each delivery in a span with the trace id.
+      const logOf = (url) => {
+        const name = LEG === 'embedded' ? 'chat' : url === env.gw1 ? 'chat-gateway-1' : 'chat-gateway-2';
+        return `${env.logDir}/${name}.log`;
+      };
+      const lines = (file) =>
+        fs
+          .readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => {
+            try {
+              return JSON.parse(l);
+            } catch {
+              assert.fail(`${file}: not a JSON line: ${l.slice(0, 200)}`);
+            }
+          });
+      const delivered = async (traceId) => {
+        // The log is written as it happens; give the line a moment to land.
+        for (let i = 0; i < 20; i++) {
+          const hit = lines(logOf(env.gw2)).find(
+            (l) => l.span?.name === 'deliver' && l.span.trace_id === traceId && l.span.event === 'new_message' && l.fields?.message === 'delivered',
+          );
+          if (hit) return hit;
+          await sleep(100);
+        }
+        assert.fail(`no "delivered" line with trace_id ${traceId} in ${logOf(env.gw2)}`);
+      };
+      await delivered(requestId);
+      const answered = lines(logOf(env.gw1)).find(
+        (l) => l.span?.name === 'socket_event' && l.span.socket_id === a.socket.id && l.span.event === 'send_message' && l.fields?.outcome === 'ok',
+      );
+      assert.ok(answered, `no "event answered" line for socket ${a.socket.id} in ${logOf(env.gw1)}`);
+      assert.match(answered.span.trace_id, /^[0-9a-f]{32}$/);
+      await delivered(answered.span.trace_id);
+      await disconnect(a);
+      await disconnect(b);
+    });
+
     test('handshake: auth.token, Authorization header (websocket, polling), query token', async () => {
       const user = newUser('auth');
       const peer = newUser('authpeer');

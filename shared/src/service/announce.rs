@@ -23,7 +23,7 @@ impl ChatService {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let service = self.clone();
-        tokio::spawn(async move { work(service).await });
+        tokio::spawn(crate::trace::carry(async move { work(service).await }));
     }
 
     /// `new_message` to every participant, then everyone's new unread counts.

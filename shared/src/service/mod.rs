@@ -501,7 +501,7 @@ impl ChatService {
         let service = self.clone();
         let conversation_id = conversation_id.to_owned();
         let deadline = self.write_deadline();
-        tokio::spawn(async move {
+        tokio::spawn(crate::trace::carry(async move {
             let written = service.writer.insert(new, deadline).await?;
             match written.outcome {
                 InsertOutcome::Created(record) => {
@@ -528,7 +528,7 @@ impl ChatService {
                 }
                 InsertOutcome::Blocked => Err(blocked()),
             }
-        })
+        }))
         .await
         .map_err(|e| ChatError::internal(&e))?
     }

@@ -12,7 +12,10 @@ mod batch;
 pub mod feed;
 mod postgres;
 mod sqlite;
+mod timed;
 pub mod writer;
+
+pub use timed::Timed;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

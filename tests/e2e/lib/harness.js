@@ -225,7 +225,8 @@ export async function startLeg() {
     JWT_SECRET,
     RATE_LIMIT_MESSAGES: '100000',
     SHUTDOWN_GRACE_SECS: String(SHUTDOWN_GRACE_SECS),
-    LOG_FORMAT: 'text',
+    // JSON lines, as in production: the tracing test reads them.
+    LOG_FORMAT: 'json',
     RUST_LOG: process.env.E2E_RUST_LOG || 'info,chat_gateway=debug,sqlx=warn',
     NO_COLOR: '1',
   };
@@ -391,8 +392,8 @@ export async function deleteRedisKeys(url, prefix) {
 // ---------------------------------------------------------------------------------------------
 
 /** `{ status, body }` of one REST call (`path` under /api/v1/chat). */
-export async function rest(baseUrl, method, apiPath, tok, body) {
-  const headers = { Authorization: `Bearer ${tok}` };
+export async function rest(baseUrl, method, apiPath, tok, body, extraHeaders = {}) {
+  const headers = { Authorization: `Bearer ${tok}`, ...extraHeaders };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(`${baseUrl}/api/v1/chat${apiPath}`, {
     method,

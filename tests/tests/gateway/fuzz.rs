@@ -176,6 +176,14 @@ async fn thousands_of_odd_packets_are_answered_and_the_socket_stays() {
         })
         .unwrap_or_else(|| panic!("unknown events not counted:\n{metrics}"));
     assert!(!unknown.ends_with(" 0"), "{unknown}");
+    // And every refusal by its code.
+    let refused = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"chat_rejected_requests_total{transport="socket",code="bad_request"}"#)
+        })
+        .unwrap_or_else(|| panic!("refusals not counted:\n{metrics}"));
+    assert!(!refused.ends_with(" 0"), "{refused}");
     assert!(
         !metrics.contains("no_such_event"),
         "a client-chosen name became a label"

@@ -129,6 +129,13 @@ async fn events_cross_replicas(backend: Backend) {
     alice
         .expect_event("messages_read", |r| r["lastReadSeq"] == json!(2))
         .await;
+    // Replica two emitted bob's messages to his socket there, each with its latency from the
+    // making (on either replica); replica one's storage calls were timed.
+    let sent = r#"chat_socket_events_sent_total{event="new_message"}"#;
+    assert!(metric(&two, sent).await >= 2, "{sent} on replica two");
+    assert!(metric(&two, "chat_bus_delivery_latency_seconds_count").await >= 2);
+    let commits = r#"chat_db_query_duration_seconds_count{op="insert_messages"}"#;
+    assert!(metric(&one, commits).await >= 1, "{commits} on replica one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

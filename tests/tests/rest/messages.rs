@@ -366,6 +366,25 @@ async fn same_client_message_id_from_the_same_sender_is_one_message(app: TestApp
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
     assert!(!text.contains(&id), "an id in the labels: {text}");
+    // Refusals by code: a send to a conversation that does not exist.
+    alice
+        .send(
+            "0193b1d2-0000-7000-8000-000000000000",
+            json!({ "content": "x" }),
+        )
+        .await
+        .assert_status(404);
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.origin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = r#"chat_rejected_requests_total{transport="rest",code="not_found"} 1"#;
+    assert!(text.lines().any(|l| l == refused), "{refused} in\n{text}");
 }
 
 async fn client_message_id_reused_in_another_conversation_is_a_conflict(app: TestApp) {
