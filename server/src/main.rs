@@ -1,6 +1,6 @@
 //! `chat`: the embedded all-in-one server. `cargo run --release` on a fresh clone serves the
-//! REST API and Socket.IO on one port, on SQLite, with in-process bus, presence and limits:
-//! nothing to install.
+//! REST API, Socket.IO and a demo page (`/`) on one port, on SQLite, with in-process bus,
+//! presence and limits: nothing to install.
 
 use chat_shared::app::{Core, Mode, mint_token, run_cli};
 use std::net::SocketAddr;
@@ -17,10 +17,10 @@ async fn run() -> anyhow::Result<()> {
         return Ok(());
     };
     let core = Core::build(&settings).await?;
-    // One port: the REST API and Socket.IO, inside the same HTTP layers.
+    // One port: the REST API, Socket.IO and the demo page, inside the same HTTP layers.
     let events = core.events.clone();
     let gateway = chat_gateway::mount(core.clone(), &settings).await?;
-    let app = chat_api::router_with(core, &settings, gateway.router.clone());
+    let app = chat_server::app(core, &settings, gateway.router.clone());
     let addr = SocketAddr::new(settings.host, settings.port.unwrap_or(DEFAULT_PORT));
     let listener = chat_shared::app::listen(addr).await?;
     let local = axum::serve::Listener::local_addr(&listener)?;
@@ -36,6 +36,13 @@ async fn run() -> anyhow::Result<()> {
     // A ready-made token only with the generated development secret: signed with the
     // platform's secret it would be a real credential, printed into whatever keeps the logs.
     let url = format!("http://{host}:{}/api/v1/chat/conversations", local.port());
+    // The demo page mints its own tokens only with the development secret; otherwise it
+    // takes a platform token in its URL or its form.
+    let demo = if settings.dev_secret {
+        "open it in two windows as two users"
+    } else {
+        "add ?token=<a platform token>"
+    };
     let try_it = if settings.dev_secret {
         match mint_token(
             &settings,
@@ -56,12 +63,14 @@ async fn run() -> anyhow::Result<()> {
         // Nothing but JSON lines on stderr: log collectors parse every line. No token here.
         tracing::info!(
             url = %format!("http://{host}:{}", local.port()),
+            demo = "/",
             docs = "/api/v1/chat/docs",
             "chat is up"
         );
     } else {
         eprintln!(
             "\n  Chat is up on http://{host}:{port}\n  \
+         Demo:    http://{host}:{port}/  ({demo})\n  \
          Try it:  {try_it}\n  \
          Tokens:  cargo run --release -- token <user-id>\n  \
          Socket.IO: io(\"http://{host}:{port}\", {{ auth: {{ token }} }})  (events: docs/events.md)\n  \

@@ -1,5 +1,6 @@
-//! `TestApp`: the REST API and the Socket.IO gateway on one ephemeral port, as the embedded
-//! `chat` serves them, with a fresh database, an injected clock and a client per user.
+//! `TestApp`: the REST API, the Socket.IO gateway and the demo page on one ephemeral port, as
+//! the embedded `chat` serves them, with a fresh database, an injected clock and a client per
+//! user.
 
 use crate::db::{Backend, TestDb, fresh_db};
 use chat_shared::app::Core;
@@ -12,6 +13,15 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// Where a test app's JWT key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// `--jwt-secret` [`SECRET`], or the test's own `--jwt-public-key`.
+    Configured,
+    /// None configured: the embedded server's generated development secret.
+    Generated,
+}
 
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`
@@ -108,7 +118,25 @@ impl TestApp {
         Self::boot(&self.db_url, self.backend, flags, None).await
     }
 
+    /// The embedded server as a fresh clone runs it: no `JWT_SECRET` nor `JWT_PUBLIC_KEY`, so
+    /// it generates its development secret (beside the SQLite file) and `dev_secret` is on.
+    pub async fn spawn_with_generated_secret() -> Self {
+        let db = fresh_db(Backend::Sqlite).await.expect("SQLite always runs");
+        let url = db.url.clone();
+        Self::boot_keyed(&url, Backend::Sqlite, &[], Some(db), Key::Generated).await
+    }
+
     async fn boot(db_url: &str, backend: Backend, flags: &[&str], db: Option<TestDb>) -> Self {
+        Self::boot_keyed(db_url, backend, flags, db, Key::Configured).await
+    }
+
+    async fn boot_keyed(
+        db_url: &str,
+        backend: Backend,
+        flags: &[&str],
+        db: Option<TestDb>,
+        key: Key,
+    ) -> Self {
         let mut args = vec![
             "chat",
             "--database-url",
@@ -125,24 +153,32 @@ impl TestApp {
         if !flags.contains(&"--rate-limit-messages") {
             args.extend_from_slice(&["--rate-limit-messages", "100000"]);
         }
-        // The test secret, unless the test configures a public key alone.
-        if !flags.contains(&"--jwt-public-key") {
+        // The test secret, unless the test configures a public key alone or none at all.
+        if key == Key::Configured && !flags.contains(&"--jwt-public-key") {
             args.extend_from_slice(&["--jwt-secret", SECRET]);
         }
         args.extend_from_slice(flags);
-        let settings: Settings = Cli::try_parse_from(args)
+        let mut settings: Settings = Cli::try_parse_from(args)
             .expect("test flags parse")
             .settings;
+        if key == Key::Generated {
+            chat_shared::app::ensure_jwt_key(&mut settings, chat_shared::app::Mode::Embedded)
+                .expect("a development secret beside the test database");
+            assert!(
+                settings.dev_secret,
+                "no key configured: the generated secret"
+            );
+        }
         let clock = ManualClock::default();
         let core = Core::build_with_clock(&settings, Arc::new(clock.clone()))
             .await
             .expect("core builds");
         let verifier = core.verifier.clone();
-        // As the embedded `chat` serves them: REST and Socket.IO on one port.
+        // As the embedded `chat` serves them: REST, Socket.IO and the demo page on one port.
         let gateway = chat_gateway::mount(core.clone(), &settings)
             .await
             .expect("gateway mounts");
-        let app = chat_api::router_with(core.clone(), &settings, gateway.router);
+        let app = chat_server::app(core.clone(), &settings, gateway.router);
         let listener = chat_shared::app::listen(([127, 0, 0, 1], 0).into())
             .await
             .expect("bind");

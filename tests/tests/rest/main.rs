@@ -14,6 +14,7 @@ mod auth;
 mod common;
 mod concurrency;
 mod conversations;
+mod demo;
 mod drain;
 mod errors;
 mod limits;
