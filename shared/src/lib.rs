@@ -15,4 +15,6 @@ pub mod redis_bus;
 pub mod service;
 pub mod store;
 pub mod time;
+#[cfg(feature = "ts")]
+pub mod ts;
 pub mod wire;
