@@ -12,9 +12,13 @@ use crate::auth::SocketUser;
 use crate::{Gateway, conversation_room, user_room};
 use chat_shared::domain::Caller;
 use chat_shared::error::{ChatError, ChatResult, ErrorCode};
-use chat_shared::events::Audience;
-use chat_shared::wire::{ConversationRef, SendMessageRequest, SocketMarkAsRead, from_object};
-use serde_json::{Map, Value, json};
+use chat_shared::events::{Audience, client_names};
+use chat_shared::wire::{
+    ConversationRef, JoinConversationAck, MarkAsReadAck, SendMessageAck, SendMessageRequest,
+    SocketMarkAsRead, ack_body, from_object,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, MaybeExtension, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use std::collections::HashSet;
@@ -111,12 +115,12 @@ pub async fn register(socket: &SocketRef, gateway: &Gateway, caller: &Caller) {
     socket.extensions.insert(TypingBudget::default());
     socket.join(user_room(user));
 
-    handle(socket, "join_conversation", join_conversation);
-    handle(socket, "leave_conversation", leave_conversation);
-    handle(socket, "send_message", send_message);
-    handle(socket, "typing_start", typing_start);
-    handle(socket, "typing_stop", typing_stop);
-    handle(socket, "mark_as_read", mark_as_read);
+    handle(socket, client_names::JOIN_CONVERSATION, join_conversation);
+    handle(socket, client_names::LEAVE_CONVERSATION, leave_conversation);
+    handle(socket, client_names::SEND_MESSAGE, send_message);
+    handle(socket, client_names::TYPING_START, typing_start);
+    handle(socket, client_names::TYPING_STOP, typing_stop);
+    handle(socket, client_names::MARK_AS_READ, mark_as_read);
     socket.on_fallback(unknown_event);
     socket.on_disconnect(on_disconnect);
     gateway.watch(&Audience::User(user.to_owned())).await;
@@ -300,36 +304,23 @@ fn count(gateway: &Gateway, event: &str, result: &ChatResult<Value>) {
         .inc();
 }
 
-/// The acknowledgement: `{ ok: true, ...fields }` or `{ ok: false, error }`.
+/// The acknowledgement: `{ ok: true, ...fields }` or `{ ok: false, error }`
+/// ([`ack_body`], whose shape the TypeScript definitions describe).
 fn answer(ack: AckSender, event: &str, result: ChatResult<Value>) {
-    let body = match result {
-        Ok(fields) => {
-            let mut body = Map::new();
-            body.insert("ok".to_owned(), Value::Bool(true));
-            if let Value::Object(fields) = fields {
-                body.extend(fields);
-            }
-            Value::Object(body)
-        }
-        Err(e) => {
-            if matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable) {
-                tracing::warn!(event, error = %e, "socket event failed");
-            }
-            json!({ "ok": false, "error": ack_error(&e) })
-        }
-    };
-    if let Err(e) = ack.send(&body) {
+    if let Err(e) = &result
+        && matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable)
+    {
+        tracing::warn!(event, error = %e, "socket event failed");
+    }
+    if let Err(e) = ack.send(&ack_body(result)) {
         tracing::debug!(event, error = %e, "acknowledgement not sent");
     }
 }
 
-fn ack_error(e: &ChatError) -> Value {
-    let mut error = json!({ "code": e.code.as_str(), "message": e.detail });
-    if let (Some(wait), Value::Object(map)) = (e.retry_after, &mut error) {
-        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        map.insert("retryAfterMs".to_owned(), json!(ms));
-    }
-    error
+/// An acknowledgement's fields from its wire type (`JoinConversationAck`, …): the type is
+/// what the TypeScript definitions are generated from, so the two cannot drift apart.
+fn fields<T: Serialize>(ack: &T) -> ChatResult<Value> {
+    serde_json::to_value(ack).map_err(|e| ChatError::internal(&e))
 }
 
 fn conversation_ref(data: &Value) -> ChatResult<ConversationRef> {
@@ -379,7 +370,10 @@ async fn join_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
             tracing::warn!(error = %e, "presence unavailable for join_conversation");
             Vec::new()
         });
-    Ok(json!({ "conversation": conversation, "online": online }))
+    fields(&JoinConversationAck {
+        conversation,
+        online,
+    })
 }
 
 async fn leave_conversation(ctx: Ctx, data: Value) -> ChatResult<Value> {
@@ -400,7 +394,10 @@ async fn send_message(ctx: Ctx, data: Value) -> ChatResult<Value> {
         .service
         .send_message(&ctx.caller, &id, request)
         .await?;
-    Ok(json!({ "message": sent.message, "duplicate": !sent.created }))
+    fields(&SendMessageAck {
+        message: sent.message,
+        duplicate: !sent.created,
+    })
 }
 
 /// The payload's conversation, which the user must be in: known for a conversation this
@@ -484,9 +481,9 @@ async fn mark_as_read(ctx: Ctx, data: Value) -> ChatResult<Value> {
         .service
         .mark_read(&ctx.caller, &request.conversation_id, request.up_to_seq)
         .await?;
-    Ok(json!({
-        "lastReadSeq": state.last_read_seq,
-        "unreadCount": state.unread_count,
-        "readAt": state.read_at,
-    }))
+    fields(&MarkAsReadAck {
+        last_read_seq: state.last_read_seq,
+        unread_count: state.unread_count,
+        read_at: state.read_at,
+    })
 }

@@ -23,7 +23,7 @@ use chat_shared::app::Core;
 use chat_shared::config::Settings;
 use chat_shared::events::{Audience, Event, names};
 use chat_shared::time::Millis;
-use chat_shared::wire::UserStatusChange;
+use chat_shared::wire::{PresenceStatus, UserStatusChange};
 use presence::{LocalPresence, Presence, RedisPresence};
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
@@ -426,7 +426,11 @@ impl Gateway {
         };
         let payload = UserStatusChange {
             user_id: user.to_owned(),
-            status: if online { "online" } else { "offline" },
+            status: if online {
+                PresenceStatus::Online
+            } else {
+                PresenceStatus::Offline
+            },
             last_seen,
         };
         self.core.events.publish(Event::to_users(

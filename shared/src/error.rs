@@ -11,6 +11,7 @@ use std::time::Duration;
 /// Error codes of the client contract (`../shared/CONTRACT.md`, "REST API").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,

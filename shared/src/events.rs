@@ -28,6 +28,17 @@ pub mod names {
     pub const USER_STATUS_CHANGE: &str = "user_status_change";
 }
 
+/// Client-to-server event names, as `CONTRACT.md` spells them: the gateway registers a handler
+/// under each, and the TypeScript definitions (`crate::ts`, feature `ts`) name them the same.
+pub mod client_names {
+    pub const JOIN_CONVERSATION: &str = "join_conversation";
+    pub const LEAVE_CONVERSATION: &str = "leave_conversation";
+    pub const SEND_MESSAGE: &str = "send_message";
+    pub const TYPING_START: &str = "typing_start";
+    pub const TYPING_STOP: &str = "typing_stop";
+    pub const MARK_AS_READ: &str = "mark_as_read";
+}
+
 /// Who receives an event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Audience {

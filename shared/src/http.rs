@@ -16,8 +16,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::ToSchema;
 
-/// `application/problem+json` body. `code` is one of the contract's error codes.
+/// `application/problem+json` body (RFC 9457) of every REST error. `code` is one of the
+/// contract's error codes.
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

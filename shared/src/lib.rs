@@ -16,4 +16,6 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod trace;
+#[cfg(feature = "ts")]
+pub mod ts;
 pub mod wire;

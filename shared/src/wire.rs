@@ -3,7 +3,7 @@
 //! Requests are deserialized leniently (unknown fields ignored) and then parsed into domain
 //! values by the service; responses are built by the service from storage records.
 
-use crate::error::ChatError;
+use crate::error::{ChatError, ErrorCode};
 use crate::time::Millis;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConversationType {
     PropertyInquiry,
     General,
@@ -40,6 +41,7 @@ impl ConversationType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConversationStatus {
     Active,
     Archived,
@@ -48,6 +50,7 @@ pub enum ConversationStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum MessageType {
     Text,
     Image,
@@ -80,6 +83,7 @@ impl MessageType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum MessageStatus {
     Sent,
     Delivered,
@@ -88,6 +92,7 @@ pub enum MessageStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum AttachmentType {
     Image,
     File,
@@ -95,6 +100,7 @@ pub enum AttachmentType {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Attachment {
     #[serde(rename = "type")]
     pub kind: AttachmentType,
@@ -103,12 +109,15 @@ pub struct Attachment {
     pub filename: String,
     /// Size in bytes.
     pub size: u64,
+    /// Left out when unknown (never `null` in a response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub mime_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReadReceipt {
     pub user_id: String,
     #[schema(value_type = String, format = DateTime)]
@@ -118,6 +127,7 @@ pub struct ReadReceipt {
 /// A message, the same for every participant who may see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
@@ -147,6 +157,7 @@ pub struct Message {
 /// The last message of a conversation, as shown in an inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MessagePreview {
     pub id: String,
     pub seq: i64,
@@ -162,6 +173,7 @@ pub struct MessagePreview {
 /// A conversation as the calling user sees it: `unreadCount`, `archived` and `muted` are theirs.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     pub id: String,
     #[serde(rename = "type")]
@@ -173,6 +185,7 @@ pub struct Conversation {
     pub property_id: Option<String>,
     pub title: Option<String>,
     #[schema(value_type = Object)]
+    #[cfg_attr(feature = "ts", ts(as = "crate::ts::JsonObject"))]
     pub metadata: serde_json::Value,
     pub last_message: Option<MessagePreview>,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -190,6 +203,7 @@ pub struct Conversation {
 /// A page of results. `nextCursor` is `null` when nothing more is there.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -197,6 +211,7 @@ pub struct Page<T> {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct CreateConversationRequest {
     /// The other participants; the caller is always added.
     pub participant_ids: Vec<String>,
@@ -208,6 +223,7 @@ pub struct CreateConversationRequest {
     pub title: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<crate::ts::JsonObject>"))]
     pub metadata: Option<serde_json::Value>,
     /// Sent as the caller's first message; also sent when an existing conversation is returned.
     #[serde(default)]
@@ -216,6 +232,7 @@ pub struct CreateConversationRequest {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct SendMessageRequest {
     /// 1 to 4000 characters after trimming; may be empty for `image`/`file` with attachments.
     #[serde(default)]
@@ -232,6 +249,7 @@ pub struct SendMessageRequest {
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct MarkReadRequest {
     /// Read up to and including this `seq`; default: everything.
     #[serde(default)]
@@ -241,6 +259,7 @@ pub struct MarkReadRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReadState {
     pub conversation_id: String,
     pub last_read_seq: i64,
@@ -251,6 +270,7 @@ pub struct ReadState {
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct ArchiveRequest {
     /// Default `true`.
     #[serde(default)]
@@ -259,6 +279,7 @@ pub struct ArchiveRequest {
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct MuteRequest {
     /// Default `true`.
     #[serde(default)]
@@ -267,6 +288,7 @@ pub struct MuteRequest {
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct UpdateConversationRequest {
     /// New title (1 to 200 characters).
     #[serde(default)]
@@ -278,12 +300,14 @@ pub struct UpdateConversationRequest {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EditMessageRequest {
     pub content: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Stats {
     pub total_conversations: i64,
     pub active_conversations: i64,
@@ -300,6 +324,7 @@ pub struct Stats {
 /// `GET /unread`: the caller's unread messages over every conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnreadTotal {
     pub total_unread: i64,
 }
@@ -307,6 +332,7 @@ pub struct UnreadTotal {
 /// `GET /sync`: the caller's change feed after a cursor (contract v1.1).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncPage {
     /// Oldest first, each once.
     pub events: Vec<SyncEvent>,
@@ -335,6 +361,7 @@ pub struct SyncEvent {
 /// `messages_read` event payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MessagesRead {
     pub conversation_id: String,
     pub user_id: String,
@@ -346,6 +373,7 @@ pub struct MessagesRead {
 /// `unread_count_updated` event payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnreadCountUpdated {
     pub conversation_id: String,
     pub unread_count: i64,
@@ -378,6 +406,7 @@ pub fn from_object<T: DeserializeOwned>(
 /// beside it).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConversationRef {
     pub conversation_id: String,
 }
@@ -385,6 +414,7 @@ pub struct ConversationRef {
 /// `mark_as_read` payload.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(optional_fields = nullable))]
 pub struct SocketMarkAsRead {
     pub conversation_id: String,
     #[serde(default)]
@@ -394,6 +424,7 @@ pub struct SocketMarkAsRead {
 /// `user_typing_start` / `user_typing_stop` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Typing {
     pub conversation_id: String,
     pub user_id: String,
@@ -402,11 +433,119 @@ pub struct Typing {
 /// `user_status_change` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UserStatusChange {
     pub user_id: String,
-    /// `online` or `offline`.
-    pub status: &'static str,
+    pub status: PresenceStatus,
     /// The user's last disconnect, or null.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<Millis>,
+}
+
+/// `user_status_change`'s `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum PresenceStatus {
+    Online,
+    Offline,
+}
+
+/// `join_conversation` acknowledgement, besides `ok: true`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct JoinConversationAck {
+    pub conversation: Conversation,
+    /// The other participants online now, as last announced.
+    pub online: Vec<String>,
+}
+
+/// `send_message` acknowledgement, besides `ok: true`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SendMessageAck {
+    pub message: Message,
+    /// A retry with the same `clientMessageId`: `message` is the first one, nothing new was
+    /// announced.
+    pub duplicate: bool,
+}
+
+/// `mark_as_read` acknowledgement, besides `ok: true`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MarkAsReadAck {
+    pub last_read_seq: i64,
+    pub unread_count: i64,
+    pub read_at: Millis,
+}
+
+/// The `error` of a failed acknowledgement: the same codes as REST's problem documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AckError {
+    pub code: ErrorCode,
+    /// Human-readable; for `bad_request` it names the field at fault.
+    pub message: String,
+    /// `rate_limited` only: how long until a retry can succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<&ChatError> for AckError {
+    fn from(e: &ChatError) -> Self {
+        Self {
+            code: e.code,
+            message: e.detail.clone(),
+            // At least 1: `0` would read as "retry at once" and fail again.
+            retry_after_ms: e
+                .retry_after
+                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+        }
+    }
+}
+
+/// The acknowledgement of a client event: `{ ok: true, ...fields }` or
+/// `{ ok: false, error }`. `fields` is an ack struct above (or `{}`).
+pub fn ack_body(result: Result<serde_json::Value, ChatError>) -> serde_json::Value {
+    match result {
+        Ok(fields) => {
+            let mut body = serde_json::Map::new();
+            body.insert("ok".to_owned(), serde_json::Value::Bool(true));
+            if let serde_json::Value::Object(fields) = fields {
+                body.extend(fields);
+            }
+            serde_json::Value::Object(body)
+        }
+        Err(e) => serde_json::json!({ "ok": false, "error": AckError::from(&e) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The acknowledgement envelope, as `clients/typescript`'s `Ack` type describes it.
+    #[test]
+    fn acks_are_ok_with_fields_or_not_ok_with_an_error() {
+        assert_eq!(
+            ack_body(Ok(json!({ "duplicate": false }))),
+            json!({ "ok": true, "duplicate": false })
+        );
+        assert_eq!(ack_body(Ok(json!({}))), json!({ "ok": true }));
+        assert_eq!(
+            ack_body(Err(ChatError::bad_request("content: empty"))),
+            json!({ "ok": false, "error": { "code": "bad_request", "message": "content: empty" } })
+        );
+        let limited = ack_body(Err(ChatError::rate_limited(
+            std::time::Duration::from_micros(10),
+        )));
+        assert_eq!(limited["error"]["code"], "rate_limited");
+        assert_eq!(limited["error"]["retryAfterMs"], 1, "never 0");
+    }
 }
