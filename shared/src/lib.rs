@@ -14,5 +14,6 @@ pub mod ratelimit;
 pub mod redis_bus;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod wire;
