@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    chat_shared::app::report(run().await)
+    let result = run().await;
+    // After the drain, whatever it returned: the spans of the last requests are still buffered.
+    chat_shared::app::shutdown_telemetry().await;
+    chat_shared::app::report(result)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Some(settings) = run_cli(Mode::Scaled).await? else {
+    let Some(settings) = run_cli(Mode::Scaled, env!("CARGO_BIN_NAME")).await? else {
         return Ok(());
     };
     let core = Core::build(&settings).await?;

@@ -9,11 +9,14 @@ const DEFAULT_PORT: u16 = 8000;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    chat_shared::app::report(run().await)
+    let result = run().await;
+    // After the drain, whatever it returned: the spans of the last requests are still buffered.
+    chat_shared::app::shutdown_telemetry().await;
+    chat_shared::app::report(result)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Some(settings) = run_cli(Mode::Embedded).await? else {
+    let Some(settings) = run_cli(Mode::Embedded, env!("CARGO_BIN_NAME")).await? else {
         return Ok(());
     };
     let core = Core::build(&settings).await?;

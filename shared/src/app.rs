@@ -13,6 +13,8 @@ use crate::time::{Clock, SystemClock};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::telemetry::{init_telemetry, shutdown_telemetry};
+
 /// How a binary runs: the all-in-one embedded server, or one replica of the scaled mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -175,22 +177,6 @@ async fn prune_feed_now_and_then(service: ChatService) {
     }
 }
 
-/// Logs to stderr, human-readable or JSON lines, filtered by `RUST_LOG` (default `info`).
-pub fn init_telemetry(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests booting several apps) keeps the first subscriber.
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Where the embedded server keeps a generated development secret: beside the SQLite file, so
 /// that `chat token …` in another terminal signs tokens the running server accepts.
 fn dev_secret_path(settings: &Settings) -> std::path::PathBuf {
@@ -294,16 +280,17 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested, draining");
 }
 
-/// Parses the command line, sets up logging and runs `migrate` or `token`. Returns the
-/// settings when the binary should serve (no command, or `serve`).
-pub async fn run_cli(mode: Mode) -> anyhow::Result<Option<Settings>> {
+/// Parses the command line, sets up logging (and span export, sent as `service`) and runs
+/// `migrate` or `token`. Returns the settings when the binary should serve (no command, or
+/// `serve`). The caller ends with [`shutdown_telemetry`].
+pub async fn run_cli(mode: Mode, service: &str) -> anyhow::Result<Option<Settings>> {
     use crate::config::{Cli, Command};
     use clap::Parser;
     let Cli {
         command,
         mut settings,
     } = Cli::parse();
-    init_telemetry(&settings.log_format);
+    init_telemetry(&settings.log_format, service)?;
     ensure_jwt_key(&mut settings, mode)?;
     match command.unwrap_or(Command::Serve) {
         Command::Serve => Ok(Some(settings)),

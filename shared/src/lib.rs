@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod redis_bus;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod trace;
 #[cfg(feature = "ts")]
