@@ -2,6 +2,7 @@
 #   docker build -t chat .
 #   docker run --rm -p 8000:8000 chat                 # the embedded server (SQLite in /data)
 #   docker run --rm chat chat-api --help              # a scaled-mode binary
+#   docker build --build-arg FEATURES=otlp -t chat .  # with OTLP span export (docs/observability.md)
 # Dependencies are built in their own layer (cargo-chef), so a source change rebuilds only the
 # workspace. The runtime is distroless (glibc, CA certificates, nothing else) and runs as the
 # non-root user 65532.
@@ -15,11 +16,14 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+# A chat-shared feature for the three binaries, e.g. `otlp`; none by default.
+ARG FEATURES=""
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --recipe-path recipe.json \
-      -p chat-server -p chat-api -p chat-gateway
+      -p chat-server -p chat-api -p chat-gateway ${FEATURES:+--features chat-shared/$FEATURES}
 COPY . .
 RUN cargo build --release --locked -p chat-server -p chat-api -p chat-gateway \
+      ${FEATURES:+--features chat-shared/$FEATURES} \
  && mkdir -p /out /data \
  && cp target/release/chat target/release/chat-api target/release/chat-gateway /out/
 

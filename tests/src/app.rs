@@ -216,6 +216,18 @@ impl TestApp {
         }
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.origin))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("the metrics text")
+    }
+
     /// A Socket.IO connection of `user` (websocket, `auth: { token }`).
     pub async fn socket(&self, user: &str) -> crate::sio::SioClient {
         crate::sio::SioClient::connect(&self.origin, &self.token(user)).await

@@ -160,15 +160,7 @@ async fn thousands_of_odd_packets_are_answered_and_the_socket_stays() {
         rss_after - rss_before
     );
     // The outcomes are on /metrics, unknown names under one label.
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.origin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let unknown = metrics
         .lines()
         .find(|l| {

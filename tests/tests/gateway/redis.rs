@@ -150,15 +150,7 @@ async fn events_cross_replicas_postgres() {
 
 /// One figure of a replica's `GET /metrics`.
 async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.origin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let line = text
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))

@@ -374,15 +374,7 @@ async fn same_client_message_id_from_the_same_sender_is_one_message(app: TestApp
         )
         .await
         .assert_status(404);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.origin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let refused = r#"chat_rejected_requests_total{transport="rest",code="not_found"} 1"#;
     assert!(text.lines().any(|l| l == refused), "{refused} in\n{text}");
 }
