@@ -442,8 +442,8 @@ export interface ServerToClientEvents {
    */
   conversation_updated: (payload: Conversation & FeedCursor) => void;
   /**
-   * Someone in a joined conversation started typing (never the user's own typing). Ends by itself 8
-   * s after the last start.
+   * Someone in a joined conversation started typing (never the user's own typing). Ends by itself
+   * `TYPING_TIMEOUT_MS` (default 8 s) after the last start.
    */
   user_typing_start: (payload: Typing) => void;
   /**

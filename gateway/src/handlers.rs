@@ -417,7 +417,7 @@ async fn member_conversation(ctx: &Ctx, data: &Value) -> ChatResult<String> {
 /// The typing events of one socket in the last 10 s, to hold them to
 /// `TYPING_EVENTS_PER_10S`.
 #[derive(Debug, Clone, Default)]
-pub struct TypingBudget(Arc<Mutex<std::collections::VecDeque<std::time::Instant>>>);
+pub struct TypingBudget(Arc<Mutex<chat_shared::ratelimit::SlidingLog>>);
 
 const TYPING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -432,26 +432,14 @@ fn typing_allowed(ctx: &Ctx) -> ChatResult<()> {
     let Ok(mut log) = budget.0.lock() else {
         return Ok(());
     };
-    let now = std::time::Instant::now();
-    while log
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= TYPING_WINDOW)
-    {
-        log.pop_front();
-    }
-    if log.len() >= limit {
-        let oldest = log.front().copied().unwrap_or(now);
-        let wait = TYPING_WINDOW.saturating_sub(now.duration_since(oldest));
-        return Err(ChatError {
+    log.take(limit, TYPING_WINDOW, std::time::Instant::now())
+        .map_err(|wait| ChatError {
             detail: format!(
                 "too many typing events on this socket (TYPING_EVENTS_PER_10S); retry in {} ms",
                 wait.as_millis()
             ),
             ..ChatError::rate_limited(wait)
-        });
-    }
-    log.push_back(now);
-    Ok(())
+        })
 }
 
 async fn typing_start(ctx: Ctx, data: Value) -> ChatResult<Value> {

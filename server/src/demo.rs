@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use chat_shared::app::mint_token;
 use chat_shared::config::Settings;
 use chat_shared::domain::UserId;
-use chat_shared::error::{ChatError, ErrorCode};
+use chat_shared::error::ChatError;
 use chat_shared::http::ApiError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -180,12 +180,7 @@ async fn mint_for_page(
     State(settings): State<Arc<Settings>>,
     body: Bytes,
 ) -> Result<axum::Json<TokenAnswer>, ApiError> {
-    let request: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!("body: expected {{\"userId\": \"…\"}} ({e})"),
-        )
-    })?;
+    let request: TokenRequest = chat_api::extract::parse_json(&body)?;
     let user = UserId::parse(request.user_id.trim(), "userId")?;
     let token = mint_token(&settings, user.as_str(), None, "user", TOKEN_TTL_SECS)
         .map_err(|e| ApiError::from(ChatError::internal(&e)))?;

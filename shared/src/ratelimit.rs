@@ -20,11 +20,44 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn refund(&self, user: &str);
 }
 
+/// The times of one sender's events within the last window: at most `limit` in any
+/// window-long span.
+#[derive(Debug, Default)]
+pub struct SlidingLog(VecDeque<Instant>);
+
+impl SlidingLog {
+    /// Takes one event at `now`, or says how long until the oldest leaves the window.
+    pub fn take(&mut self, limit: usize, window: Duration, now: Instant) -> Result<(), Duration> {
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            self.0.pop_front();
+        }
+        if self.0.len() < limit {
+            self.0.push_back(now);
+            return Ok(());
+        }
+        let oldest = self.0.front().copied().unwrap_or(now);
+        Err(window.saturating_sub(now.duration_since(oldest)))
+    }
+
+    /// Gives back the last event taken.
+    fn give_back(&mut self) {
+        self.0.pop_back();
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.0.back().copied()
+    }
+}
+
 /// In-process sliding log: the times of each user's sends within the last window.
 pub struct LocalRateLimiter {
     messages: usize,
     window: Duration,
-    log: Mutex<HashMap<String, VecDeque<Instant>>>,
+    log: Mutex<HashMap<String, SlidingLog>>,
 }
 
 /// Users kept before those with no send in the last window are forgotten.
@@ -47,26 +80,11 @@ impl LocalRateLimiter {
         };
         let window = self.window;
         if log.len() > RETAIN_THRESHOLD {
-            log.retain(|_, sends| {
-                sends
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < window)
-            });
+            log.retain(|_, sends| sends.last().is_some_and(|t| now.duration_since(t) < window));
         }
-        let sends = log.entry(user.to_owned()).or_default();
-        while sends
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
-            sends.pop_front();
-        }
-        if sends.len() < self.messages {
-            sends.push_back(now);
-            return Ok(());
-        }
-        // The oldest send in the window leaves it first.
-        let oldest = sends.front().copied().unwrap_or(now);
-        Err(window.saturating_sub(now.duration_since(oldest)))
+        log.entry(user.to_owned())
+            .or_default()
+            .take(self.messages, window, now)
     }
 }
 
@@ -80,7 +98,7 @@ impl RateLimiter for LocalRateLimiter {
         if let Ok(mut log) = self.log.lock()
             && let Some(sends) = log.get_mut(user)
         {
-            sends.pop_back();
+            sends.give_back();
         }
     }
 }

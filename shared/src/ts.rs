@@ -130,11 +130,12 @@ pub struct ServerEvent {
     pub docs: &'static str,
 }
 
-fn server<T: TS>(cfg: &Config, name: &'static str, feed: bool, docs: &'static str) -> ServerEvent {
+/// `feed` comes from the store's list of feed events, so the two cannot disagree.
+fn server<T: TS>(cfg: &Config, name: &'static str, docs: &'static str) -> ServerEvent {
     ServerEvent {
         name,
         payload: T::name(cfg),
-        feed,
+        feed: crate::store::FeedKind::parse(name).is_some(),
         docs,
     }
 }
@@ -145,55 +146,46 @@ pub fn server_events(cfg: &Config) -> Vec<ServerEvent> {
         server::<Message>(
             cfg,
             names::NEW_MESSAGE,
-            true,
             "A message was stored (by socket, REST or a create's `initialMessage`): to every socket of every participant, the sender's included (dedupe by `id`).",
         ),
         server::<Message>(
             cfg,
             names::MESSAGE_EDITED,
-            true,
             "A message was edited: to every participant.",
         ),
         server::<Message>(
             cfg,
             names::MESSAGE_DELETED,
-            true,
             "A message was deleted (`isDeleted: true`, empty `content` and `attachments`): to every participant.",
         ),
         server::<MessagesRead>(
             cfg,
             names::MESSAGES_READ,
-            true,
             "A participant's read position moved: to every participant.",
         ),
         server::<UnreadCountUpdated>(
             cfg,
             names::UNREAD_COUNT_UPDATED,
-            false,
             "The user's own unread counts, when a message arrives or is deleted and when they read. Not in the feed: read the counts again after a reconnect.",
         ),
         server::<Conversation>(
             cfg,
             names::CONVERSATION_UPDATED,
-            true,
             "A conversation as this user sees it: to every participant on create, rename, block and unblock; to the user alone on their own archive, mute or delete-for-me.",
         ),
         server::<Typing>(
             cfg,
             names::USER_TYPING_START,
-            false,
-            "Someone in a joined conversation started typing (never the user's own typing). Ends by itself 8 s after the last start.",
+            "Someone in a joined conversation started typing (never the user's own typing). Ends by itself `TYPING_TIMEOUT_MS` (default 8 s) after the last start.",
         ),
         server::<Typing>(
             cfg,
             names::USER_TYPING_STOP,
-            false,
             "Someone in a joined conversation stopped typing, or their typing timed out or their socket disconnected.",
         ),
         server::<UserStatusChange>(
             cfg,
             names::USER_STATUS_CHANGE,
-            false,
             "A user who shares a conversation with this user came online (first socket) or went offline (last socket).",
         ),
     ]

@@ -8,6 +8,7 @@
 //! commits after, so a reader never sees position n+1 before n: what a client has seen is a
 //! prefix, whichever replica wrote it. See `migrations/postgres/0004_feed.sql`.
 
+use crate::events::names;
 use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::{BTreeMap, HashMap};
@@ -34,21 +35,21 @@ impl FeedKind {
     /// The socket event's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::NewMessage => "new_message",
-            Self::MessageEdited => "message_edited",
-            Self::MessageDeleted => "message_deleted",
-            Self::MessagesRead => "messages_read",
-            Self::ConversationUpdated => "conversation_updated",
+            Self::NewMessage => names::NEW_MESSAGE,
+            Self::MessageEdited => names::MESSAGE_EDITED,
+            Self::MessageDeleted => names::MESSAGE_DELETED,
+            Self::MessagesRead => names::MESSAGES_READ,
+            Self::ConversationUpdated => names::CONVERSATION_UPDATED,
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
-            "new_message" => Self::NewMessage,
-            "message_edited" => Self::MessageEdited,
-            "message_deleted" => Self::MessageDeleted,
-            "messages_read" => Self::MessagesRead,
-            "conversation_updated" => Self::ConversationUpdated,
+            names::NEW_MESSAGE => Self::NewMessage,
+            names::MESSAGE_EDITED => Self::MessageEdited,
+            names::MESSAGE_DELETED => Self::MessageDeleted,
+            names::MESSAGES_READ => Self::MessagesRead,
+            names::CONVERSATION_UPDATED => Self::ConversationUpdated,
             _ => return None,
         })
     }
