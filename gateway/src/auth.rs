@@ -59,29 +59,25 @@ pub async fn authenticate(
         tracing::debug!(sid = %socket.id, error = %e, "handshake token refused");
         Refused::Unauthorized
     })?;
-    let max = gateway.core.service.limits().max_sockets_per_user;
-    if gateway.sockets_of(caller.id.as_str()) >= max {
-        tracing::debug!(
-            user = caller.id.as_str(),
-            max,
-            "handshake refused: too many sockets"
-        );
-        return Err(Refused::TooManySockets);
-    }
-    if gateway.max_sockets_per_ip > 0
-        && let Some(ip) = gateway.client_ip(socket.req_parts())
-    {
-        if gateway.sockets_from(ip) >= gateway.max_sockets_per_ip {
-            tracing::debug!(%ip, "handshake refused: too many sockets from this address");
-            return Err(Refused::TooManySockets);
-        }
-        socket.extensions.insert(SocketIp(ip));
-    }
     // Counted now, before the client learns it is connected, so that its next handshake
     // sees it; the disconnect handler (or, for a handshake that never completes, the presence
     // loop) counts it out.
-    let ip = socket.extensions.get::<SocketIp>().map(|s| s.0);
-    gateway.socket_counted(caller.id.as_str(), ip, 1);
+    let ip = if gateway.max_sockets_per_ip > 0 {
+        gateway.client_ip(socket.req_parts())
+    } else {
+        None
+    };
+    if !gateway.admit_socket(caller.id.as_str(), ip) {
+        tracing::debug!(
+            user = caller.id.as_str(),
+            ?ip,
+            "handshake refused: too many sockets for this user or address"
+        );
+        return Err(Refused::TooManySockets);
+    }
+    if let Some(ip) = ip {
+        socket.extensions.insert(SocketIp(ip));
+    }
     crate::handlers::register(&socket, &gateway, &caller).await;
     let user = caller.id.as_str().to_owned();
     if let Ok(mut pending) = gateway.handshakes.lock() {

@@ -185,7 +185,7 @@ pub(crate) async fn socket_gone(gateway: &Gateway, socket: &SocketRef) {
         .extensions
         .get::<crate::auth::SocketIp>()
         .map(|s| s.0);
-    gateway.socket_counted(caller.id.as_str(), ip, -1);
+    gateway.release_socket(caller.id.as_str(), ip);
     let user = caller.id.as_str();
     let sid = socket.id.to_string();
     gateway.typing.socket_gone(&sid);

@@ -69,9 +69,9 @@ pub struct Gateway {
     /// Authenticated sockets whose disconnect handler has not started.
     pub(crate) connected: std::sync::atomic::AtomicUsize,
     /// Those sockets per user, for `MAX_SOCKETS_PER_USER`.
-    pub(crate) per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    pub(crate) per_user: SocketCounts<String>,
     /// And per client address, for `MAX_SOCKETS_PER_IP`.
-    pub(crate) per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    pub(crate) per_ip: SocketCounts<std::net::IpAddr>,
     pub(crate) max_sockets_per_ip: usize,
     pub(crate) client_ip_header: Option<axum::http::HeaderName>,
     /// Set on SIGTERM: new Engine.IO sessions are refused (`503`, clients retry elsewhere)
@@ -113,13 +113,10 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         last_event_ms: std::sync::atomic::AtomicU64::new(0),
         started: std::time::Instant::now(),
         connected: std::sync::atomic::AtomicUsize::new(0),
-        per_user: std::sync::Mutex::default(),
-        per_ip: std::sync::Mutex::default(),
+        per_user: SocketCounts::default(),
+        per_ip: SocketCounts::default(),
         max_sockets_per_ip: settings.max_sockets_per_ip,
-        client_ip_header: settings
-            .client_ip_header
-            .as_deref()
-            .and_then(|h| axum::http::HeaderName::from_bytes(h.trim().as_bytes()).ok()),
+        client_ip_header: settings.client_ip_header().flatten(),
         draining: std::sync::atomic::AtomicBool::new(false),
         handshakes: std::sync::Mutex::default(),
     });
@@ -337,57 +334,44 @@ impl Gateway {
             .saturating_sub(Duration::from_millis(last))
     }
 
-    /// Counts a socket in (`+1`, when its handshake is admitted) or out (`-1`, when it is
-    /// gone): per user, per address, in all, and on `/metrics`.
-    pub(crate) fn socket_counted(&self, user: &str, ip: Option<std::net::IpAddr>, delta: isize) {
-        use std::sync::atomic::Ordering;
-        self.user_sockets(user, delta);
+    /// Admits a socket of `user` from `ip`: counts it in, per user, per address, in all and
+    /// on `/metrics`, unless `user` or `ip` holds as many sockets as they may on this replica
+    /// (then nothing is counted). Each check and its count are one step, so concurrent
+    /// handshakes cannot pass a limit together.
+    pub(crate) fn admit_socket(&self, user: &str, ip: Option<std::net::IpAddr>) -> bool {
+        let max_user = self.core.service.limits().max_sockets_per_user;
+        if !self.per_user.admit(user, max_user) {
+            return false;
+        }
+        if let Some(ip) = ip
+            && !self.per_ip.admit(&ip, self.max_sockets_per_ip)
+        {
+            self.per_user.release(user);
+            return false;
+        }
+        self.connected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.core.metrics.sockets_connected.inc();
+        true
+    }
+
+    /// Counts out a socket [`Gateway::admit_socket`] admitted.
+    pub(crate) fn release_socket(&self, user: &str, ip: Option<std::net::IpAddr>) {
+        self.per_user.release(user);
         if let Some(ip) = ip {
-            self.ip_sockets(ip, delta);
+            self.per_ip.release(&ip);
         }
-        if delta > 0 {
-            self.connected.fetch_add(1, Ordering::Relaxed);
-            self.core.metrics.sockets_connected.inc();
-        } else {
-            self.connected.fetch_sub(1, Ordering::Relaxed);
-            self.core.metrics.sockets_connected.dec();
-        }
-    }
-
-    /// Counts a socket of `user` in (`+1`) or out (`-1`).
-    pub(crate) fn user_sockets(&self, user: &str, delta: isize) {
-        if let Ok(mut map) = self.per_user.lock() {
-            let n = map.entry(user.to_owned()).or_insert(0);
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                map.remove(user);
-            }
-        }
-    }
-
-    /// Counts a socket from `ip` in (`+1`) or out (`-1`).
-    pub(crate) fn ip_sockets(&self, ip: std::net::IpAddr, delta: isize) {
-        if let Ok(mut map) = self.per_ip.lock() {
-            let n = map.entry(ip).or_insert(0);
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                map.remove(&ip);
-            }
-        }
-    }
-
-    /// Sockets from `ip` on this replica.
-    pub(crate) fn sockets_from(&self, ip: std::net::IpAddr) -> usize {
-        self.per_ip
-            .lock()
-            .map_or(0, |map| map.get(&ip).copied().unwrap_or(0))
+        self.connected
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.core.metrics.sockets_connected.dec();
     }
 
     /// The client's address: the configured header's first address (a trusted proxy's), or
-    /// the peer's.
+    /// the peer's when there is no such header or it holds no address (a client that reached
+    /// the gateway without the proxy is still counted, by its own address).
     pub(crate) fn client_ip(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
-        if let Some(header) = &self.client_ip_header {
-            return parts
+        let from_header = self.client_ip_header.as_ref().and_then(|header| {
+            parts
                 .headers
                 .get(header)?
                 .to_str()
@@ -396,19 +380,14 @@ impl Gateway {
                 .next()?
                 .trim()
                 .parse()
-                .ok();
-        }
-        parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip())
-    }
-
-    /// Sockets `user` holds on this replica.
-    pub(crate) fn sockets_of(&self, user: &str) -> usize {
-        self.per_user
-            .lock()
-            .map_or(0, |map| map.get(user).copied().unwrap_or(0))
+                .ok()
+        });
+        from_header.or_else(|| {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip())
+        })
     }
 
     pub fn now(&self) -> Millis {
@@ -476,7 +455,7 @@ impl Gateway {
                 continue;
             }
             tracing::debug!(user, %sid, "undoing a handshake that never completed");
-            self.socket_counted(&user, ip, -1);
+            self.release_socket(&user, ip);
             self.unwatch(&Audience::User(user.clone()));
             handlers::gone_offline(self, &user, &sid.to_string()).await;
         }
@@ -545,6 +524,55 @@ async fn keep_presence(gateway: Arc<Gateway>, io: SocketIo, every: Duration) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence sweep failed"),
+        }
+    }
+}
+
+/// Sockets per key (a user, a client address) on this replica.
+pub(crate) struct SocketCounts<K>(std::sync::Mutex<std::collections::HashMap<K, usize>>);
+
+impl<K> Default for SocketCounts<K> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::default())
+    }
+}
+
+impl<K: std::hash::Hash + Eq> SocketCounts<K> {
+    /// Counts one more socket for `key` unless it holds `max` already (`0`: no limit).
+    fn admit<Q>(&self, key: &Q, max: usize) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Ok(mut map) = self.0.lock() else {
+            return true;
+        };
+        match map.get_mut(key) {
+            Some(n) if max > 0 && *n >= max => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => {
+                map.insert(key.to_owned(), 1);
+                true
+            }
+        }
+    }
+
+    /// Counts one socket of `key` out.
+    fn release<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(key);
+            }
         }
     }
 }

@@ -319,7 +319,17 @@ impl Settings {
         {
             return fail("JWT_SECRET must be at least 16 bytes");
         }
+        if self.client_ip_header().is_some_and(|h| h.is_none()) {
+            return fail("CLIENT_IP_HEADER must be an HTTP header name, e.g. x-forwarded-for");
+        }
         Ok(())
+    }
+
+    /// `CLIENT_IP_HEADER` as a header name: `None` when unset, `Some(None)` when it is not a
+    /// valid name ([`Settings::validate`] refuses that).
+    pub fn client_ip_header(&self) -> Option<Option<axum::http::HeaderName>> {
+        let name = self.client_ip_header.as_deref()?.trim();
+        Some(axum::http::HeaderName::from_bytes(name.as_bytes()).ok())
     }
 
     /// CORS origins from `CLIENT_URL`; `None` means any origin.
@@ -408,5 +418,9 @@ mod tests {
         assert!(err.to_string().contains("MAX_PARTICIPANTS"), "{err}");
         let cli = Cli::try_parse_from(["chat", "--database-url", "mysql://x"]).expect("parses");
         assert!(cli.settings.validate().is_err());
+        let cli =
+            Cli::try_parse_from(["chat", "--client-ip-header", "x forwarded"]).expect("parses");
+        let err = cli.settings.validate().expect_err("rejected");
+        assert!(err.to_string().contains("CLIENT_IP_HEADER"), "{err}");
     }
 }

@@ -349,6 +349,13 @@ impl PostgresStore {
     }
 }
 
+/// One feed entry, appended inside `tx`: its cursors.
+async fn append_one(tx: &mut sqlx::PgConnection, write: FeedWrite) -> StoreResult<Cursors> {
+    let writes = [write];
+    let positions = append_feed(tx, &writes).await?;
+    Ok(feed::cursors(&writes, &positions))
+}
+
 /// Appends `writes` to their users' feeds inside `tx` and returns each one's position. The
 /// users' `feed_heads` rows are taken in user order, after whatever conversations and
 /// participants rows the change locked, and held until it commits: the next change for the
@@ -826,9 +833,11 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let mut cursors = if updated.rows_affected() > 0 {
-            let write = FeedWrite::conversation(user, conversation_id, now.0);
-            let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
-            feed::cursors(std::slice::from_ref(&write), &positions)
+            append_one(
+                &mut tx,
+                FeedWrite::conversation(user, conversation_id, now.0),
+            )
+            .await?
         } else {
             Cursors::new()
         };
@@ -852,7 +861,7 @@ impl Store for PostgresStore {
         let Some(last_seq) = last_seq else {
             return Ok(Cursors::new());
         };
-        sqlx::query(
+        let updated = sqlx::query(
             "update participants set hidden_until_seq = $3, hidden = true, \
                unread_count = 0, received_count = 0, \
                last_read_seq = greatest(last_read_seq, $3) \
@@ -863,9 +872,16 @@ impl Store for PostgresStore {
         .bind(last_seq)
         .execute(&mut *tx)
         .await?;
-        let write = FeedWrite::conversation(user, conversation_id, now.0);
-        let positions = append_feed(&mut tx, std::slice::from_ref(&write)).await?;
-        let mut cursors = feed::cursors(std::slice::from_ref(&write), &positions);
+        // As on SQLite: no participant row, no feed entry.
+        let mut cursors = if updated.rows_affected() > 0 {
+            append_one(
+                &mut tx,
+                FeedWrite::conversation(user, conversation_id, now.0),
+            )
+            .await?
+        } else {
+            Cursors::new()
+        };
         self.record(&mut tx, conversation_id, &mut cursors, now.0)
             .await?;
         tx.commit().await?;
