@@ -285,8 +285,9 @@ impl Settings {
         if self.feed_retention_hours == 0 {
             return fail("FEED_RETENTION_HOURS must be at least 1");
         }
-        if self.request_timeout_ms < 100 {
-            return fail("REQUEST_TIMEOUT_MS must be at least 100");
+        // The batching writer turns away a send with under 100 ms left (`store::writer`).
+        if self.request_timeout_ms < 500 {
+            return fail("REQUEST_TIMEOUT_MS must be at least 500");
         }
         if self.max_participants < 2 {
             return fail("MAX_PARTICIPANTS must be at least 2");

@@ -10,7 +10,7 @@
 
 use chat_shared::store::{
     ConversationQuery, ConversationView, InsertOutcome, MessageRecord, NewConversation, NewMessage,
-    SeqRange, StatsRecord, Store, connect,
+    SeqRange, StatsRecord, Store, StoreError, connect,
 };
 use chat_shared::time::Millis;
 use chat_tests::db::{Backend, TestDb, fresh_db};
@@ -69,6 +69,7 @@ storage_tests! {
         stats_count_visible_conversations,
         a_batch_numbers_each_conversation_and_answers_each_message,
         concurrent_batches_and_changes_keep_every_counter_exact,
+        the_writer_turns_away_a_send_about_to_time_out,
     ],
     db: [
         databases_are_isolated_and_reconnecting_keeps_data,
@@ -1719,4 +1720,43 @@ async fn concurrent_writers_on_two_replicas_fill_a_feed_in_order(db: &TestDb) {
     let all = replicas[0].feed("landlord", 0, 10_000).await.unwrap();
     let positions: Vec<i64> = all.entries.iter().map(|e| e.pos).collect();
     assert_eq!(positions, (1..=head).collect::<Vec<_>>());
+}
+
+/// A send with less than the writer's margin left is answered `Expired` without being written
+/// (in a batch it would make every other send of the batch miss its deadline with it); one
+/// with time to spare is written.
+async fn the_writer_turns_away_a_send_about_to_time_out(store: Arc<dyn Store>) {
+    use chat_shared::store::writer::BatchWriter;
+    use tokio::time::{Duration, Instant};
+    let id = general(&store, "u_a", &["u_b"], 1_000).await;
+    let writer = BatchWriter::start(
+        store.clone(),
+        64,
+        1,
+        chat_shared::metrics::Metrics::new().messages_persisted,
+    );
+    let late = writer
+        .insert(
+            message(&id, "u_a", "too late", 2_000),
+            Instant::now() + Duration::from_millis(30),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Expired)),
+        "a send with 30 ms left: {late:?}"
+    );
+    let on_time = writer
+        .insert(
+            message(&id, "u_a", "on time", 3_000),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .expect("a send with time left is written");
+    assert!(matches!(on_time.outcome, InsertOutcome::Created(_)));
+    let page = store
+        .list_messages(&id, 0, SeqRange::After(0), 10)
+        .await
+        .unwrap();
+    let contents: Vec<&str> = page.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["on time"]);
 }

@@ -110,17 +110,23 @@ async fn work(
     }
 }
 
+/// Time a send must have left to join a batch. The batch commits by its earliest deadline
+/// or not at all (below): a send about to time out would take every other send of its batch
+/// down with it, so it is answered `Expired` at once instead.
+const MIN_TIME_LEFT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Writes one batch and answers every job in it.
-async fn write(store: &dyn Store, mut jobs: Vec<Job>, persisted: &Counter) {
+async fn write(store: &dyn Store, jobs: Vec<Job>, persisted: &Counter) {
     let now = tokio::time::Instant::now();
-    let (live, expired): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| j.deadline > now);
+    let (jobs, expired): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| j.deadline > now + MIN_TIME_LEFT);
     for job in expired {
         let _ = job.reply.send(Err(StoreError::Expired));
     }
-    if live.is_empty() {
+    if jobs.is_empty() {
         return;
     }
-    let jobs = live;
     // The batch must commit before its earliest deadline: a caller past it has answered
     // `unavailable`, and what was answered `unavailable` must not be stored. Past it, the
     // transaction is dropped uncommitted (rolled back) and every send of the batch answers
