@@ -50,8 +50,7 @@ impl ChatService {
         if since > page.head {
             return Err(not_yours());
         }
-        // Positions have no gaps: when the next one is gone, it was pruned.
-        if since < page.head && page.entries.first().map(|e| e.pos) != Some(since + 1) {
+        if pruned_after(since, page.head, &page.entries) {
             return Err(ChatError::new(
                 ErrorCode::SyncExpired,
                 "since: older than the change feed keeps; reload the conversations, then \
@@ -201,5 +200,43 @@ impl ChatService {
             });
         }
         Ok(events)
+    }
+}
+
+/// Whether entries after `since` are missing from `entries` (the feed's next ones, up to its
+/// `head`): positions have no gaps, so one missing was pruned. Pruning goes by time, written
+/// by several replicas' clocks, so a later position may go before an earlier one: the whole
+/// page is checked, not only its first entry.
+fn pruned_after(since: i64, head: i64, entries: &[crate::store::FeedEntry]) -> bool {
+    since < head && (entries.is_empty() || !(since + 1..).zip(entries).all(|(pos, e)| e.pos == pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FeedEntry, FeedKind};
+
+    fn at(pos: i64) -> FeedEntry {
+        FeedEntry {
+            pos,
+            kind: FeedKind::NewMessage,
+            conversation_id: "c".to_owned(),
+            message_id: None,
+            actor: None,
+            seq: None,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn a_gap_anywhere_in_the_page_means_pruned() {
+        assert!(!pruned_after(3, 6, &[at(4), at(5), at(6)]));
+        assert!(!pruned_after(6, 6, &[]), "at the end: nothing missing");
+        assert!(pruned_after(3, 6, &[]), "everything after 3 is gone");
+        assert!(pruned_after(3, 6, &[at(5), at(6)]), "the first is gone");
+        assert!(
+            pruned_after(3, 6, &[at(4), at(6)]),
+            "one in the middle is gone"
+        );
     }
 }
