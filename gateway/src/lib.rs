@@ -66,8 +66,6 @@ pub struct Gateway {
     /// moment: events already sent by a client may still be on their way in).
     pub(crate) last_event_ms: std::sync::atomic::AtomicU64,
     pub(crate) started: std::time::Instant,
-    /// Authenticated sockets whose disconnect handler has not started.
-    pub(crate) connected: std::sync::atomic::AtomicUsize,
     /// Those sockets per user, for `MAX_SOCKETS_PER_USER`.
     pub(crate) per_user: SocketCounts<String>,
     /// And per client address, for `MAX_SOCKETS_PER_IP`.
@@ -112,7 +110,6 @@ pub async fn mount(core: Core, settings: &Settings) -> anyhow::Result<Mounted> {
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         last_event_ms: std::sync::atomic::AtomicU64::new(0),
         started: std::time::Instant::now(),
-        connected: std::sync::atomic::AtomicUsize::new(0),
         per_user: SocketCounts::default(),
         per_ip: SocketCounts::default(),
         max_sockets_per_ip: settings.max_sockets_per_ip,
@@ -200,12 +197,13 @@ async fn refuse_new_sessions_while_draining(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let draining = gateway.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let new_session = !request
-        .uri()
-        .query()
-        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "sid"));
-    if draining && new_session {
+    // The query is read only while draining: every long-polling request passes here.
+    if gateway.draining.load(std::sync::atomic::Ordering::Relaxed)
+        && !request
+            .uri()
+            .query()
+            .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "sid"))
+    {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     next.run(request).await
@@ -228,7 +226,7 @@ impl Mounted {
         let start = tokio::time::Instant::now();
         let deadline = start + grace;
         gateway.draining.store(true, Ordering::Relaxed);
-        let sockets = gateway.connected.load(Ordering::Relaxed);
+        let sockets = gateway.sockets();
         tracing::info!(sockets, grace_secs = grace.as_secs_f64(), "draining");
         // Every event a client has sent gets its ack: wait until no handler runs and no event
         // has come in for a moment (events sent just before the signal may still be on their
@@ -265,15 +263,14 @@ impl Mounted {
             .filter(|t| *t > tokio::time::Instant::now())
             .unwrap_or(deadline);
         wait_until(closed_by, || {
-            gateway.connected.load(Ordering::Relaxed) == 0
-                && gateway.disconnecting.load(Ordering::Relaxed) == 0
+            gateway.sockets() == 0 && gateway.disconnecting.load(Ordering::Relaxed) == 0
         })
         .await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         chat_shared::events::drain(gateway.core.events.as_ref(), left).await;
         tracing::info!(
             took_ms = start.elapsed().as_millis() as u64,
-            sockets_left = gateway.connected.load(Ordering::Relaxed),
+            sockets_left = gateway.sockets(),
             "drained"
         );
     }
@@ -334,8 +331,8 @@ impl Gateway {
             .saturating_sub(Duration::from_millis(last))
     }
 
-    /// Admits a socket of `user` from `ip`: counts it in, per user, per address, in all and
-    /// on `/metrics`, unless `user` or `ip` holds as many sockets as they may on this replica
+    /// Admits a socket of `user` from `ip`: counts it in, per user, per address and in all
+    /// (`/metrics`' `chat_sockets_connected`), unless `user` or `ip` holds as many sockets as they may on this replica
     /// (then nothing is counted). Each check and its count are one step, so concurrent
     /// handshakes cannot pass a limit together.
     pub(crate) fn admit_socket(&self, user: &str, ip: Option<std::net::IpAddr>) -> bool {
@@ -349,10 +346,13 @@ impl Gateway {
             self.per_user.release(user);
             return false;
         }
-        self.connected
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.core.metrics.sockets_connected.inc();
         true
+    }
+
+    /// Authenticated sockets on this replica that are not gone yet (as on `/metrics`).
+    pub(crate) fn sockets(&self) -> i64 {
+        self.core.metrics.sockets_connected.get()
     }
 
     /// Counts out a socket [`Gateway::admit_socket`] admitted.
@@ -361,8 +361,6 @@ impl Gateway {
         if let Some(ip) = ip {
             self.per_ip.release(&ip);
         }
-        self.connected
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.core.metrics.sockets_connected.dec();
     }
 

@@ -222,14 +222,19 @@ impl OutboxRow {
     }
 }
 
-/// The outbox rows to write for `changes` (each: a conversation and its cursors), as the
-/// JSON text of their entries.
+/// An outbox row's entries (each recipient and the position of the change in their feed), as
+/// the JSON text the row stores.
 pub(crate) fn outbox_entries(cursors: &Cursors) -> String {
     serde_json::json!(cursors.positions).to_string()
 }
 
+/// The entries of [`outbox_entries`]' text. Text that is not theirs (only a hand-edited row
+/// could hold it) gives none, said in a warning: the relay then drops the row.
 pub(crate) fn parse_outbox_entries(text: &str) -> Vec<(String, i64)> {
-    serde_json::from_str(text).unwrap_or_default()
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "outbox row with unreadable entries: its events are not relayed");
+        Vec::new()
+    })
 }
 
 /// How many entries each user gets, in user order: the order in which a change takes the
